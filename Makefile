@@ -1,0 +1,57 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# A CPU build is enough for CI and laptops; on a CUDA host use e.g. `make run TORCH=torch==2.14.1`.
+TORCH  ?= torch==2.13.0
+ARGS   ?=
+
+# Quiet and offline: no telemetry, no DNS lookups per process.
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := true
+
+.PHONY: run test e2e install install-dev ui serve clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamp files: re-install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## Train on the bundled default dataset: tune, fit, evaluate, register, promote.
+run: install
+	$(BIN)/seqlab run conf/default.yaml $(ARGS)
+
+## The whole test suite (unit, integration, real servers; PostgreSQL tests skip when unreachable).
+test: install-dev
+	$(BIN)/python -m pytest $(ARGS)
+
+## Browser test of the MLflow UI (installs Debian's chromium + chromedriver when missing).
+e2e: install-dev
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+	$(BIN)/python -m pytest -m e2e tests/e2e $(ARGS)
+
+ui: install
+	$(BIN)/seqlab ui
+
+serve: install
+	$(BIN)/seqlab serve
+
+bench: install-dev
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
