@@ -1,0 +1,2 @@
+"""Prefect flows of seqlab: training, forecasting and promotion. Thin: each task wraps one
+``seqlab`` function."""

@@ -1,0 +1,317 @@
+"""Typed pipeline configuration.
+
+Defaults live here, beside the code; YAML files and ``key=value`` overrides only change them.
+Every section forbids unknown keys so a typo fails loudly, naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = "airpassengers"
+    """A bundled dataset name (see ``seqlab.datasets``) or a path to a CSV/Parquet file."""
+    time_column: str = "month"
+    target: str = "passengers"
+    series_id: str | None = None
+    """Column naming the series in long format; several series train one global model."""
+    covariates: list[str] = Field(default_factory=list)
+    """Numeric columns fed to the model as extra (past) inputs."""
+    freq: str | None = None
+    """Pandas offset alias (``MS``, ``D``, ``h``...). Inferred when unset."""
+    fill: Literal["error", "ffill", "interpolate", "zero"] = "error"
+    """What to do with missing timestamps (gaps): fail, or fill them."""
+    nan_policy: Literal["error", "interpolate"] = "error"
+    """What to do with NaN/inf target values."""
+
+
+class WindowConfig(_Section):
+    input_size: int = Field(24, ge=1)
+    horizon: int = Field(12, ge=1)
+    stride: int = Field(1, ge=1)
+    val_size: int | None = Field(None, ge=1)
+    """Length of the validation segment before the test window; defaults to ``horizon``."""
+    scaler: Literal["standard", "minmax", "none"] = "standard"
+    """Per-series scaling, fitted on the training part only."""
+    transform: Literal["none", "log"] = "none"
+    """Applied to the target before scaling (``log`` for multiplicative series; needs y > 0)."""
+    local_norm: Literal["last", "none"] = "last"
+    """``last``: inputs and targets are taken relative to the window's last observed target, so
+    the network learns changes, not levels (robust to trends the training part never reached)."""
+
+
+class ModelConfig(_Section):
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Section):
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(200, ge=1)
+    patience: int | None = Field(20, ge=1)
+    """Early-stopping patience in epochs on validation loss; ``null`` disables it."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    seed: int = 42
+    device: str = "auto"
+    """``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    num_threads: int | None = Field(None, ge=1)
+    """CPU threads for torch; unset leaves torch's default."""
+
+
+class ParamSpec(_Section):
+    """One dimension of a search space; ``name`` is a dotted config key such as ``model.cell``."""
+
+    type: Literal["categorical", "int", "float"]
+    choices: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParamSpec":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"a {self.type} parameter needs 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"'low' ({self.low}) is above 'high' ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log-scaled parameter needs low > 0")
+        return self
+
+
+class TuneConfig(_Section):
+    n_trials: int = Field(20, ge=0)
+    """Total trials the study should hold (COMPLETE + PRUNED). 0 trains the given parameters."""
+    timeout: float | None = Field(None, gt=0)
+    """Stop launching trials after this many seconds in this run."""
+    storage: str = "sqlite:///mlruns/optuna.db"
+    """Any Optuna storage URL, or a path ending in ``.log`` for a journal file."""
+    study_name: str | None = None
+    """Defaults to ``<experiment>-<dataset>``; the study is resumed by name."""
+    sampler_seed: int | None = 42
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(10, ge=0)
+    workers: int | Literal["auto"] = "auto"
+    """Worker processes; ``auto``: one per GPU slot, one in-process worker on CPU; 0: wait for
+    external ``seqlab tune-worker`` processes."""
+    trials_per_gpu: int | Literal["auto"] = "auto"
+    heartbeat_interval: int = Field(10, ge=1)
+    """Seconds between trial heartbeats; a trial silent for 2x this is failed as stale."""
+    wait_timeout: float | None = Field(None, gt=0)
+    """With ``workers: 0``: give up waiting for external workers after this many seconds."""
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict)
+
+
+class EvalConfig(_Section):
+    season_length: int | None = Field(None, ge=1)
+    """Season for the seasonal-naive baseline and MASE; inferred from the frequency when unset."""
+    plot: bool = True
+
+
+class TrackingConfig(_Section):
+    tracking_uri: str | None = None
+    """Defaults to ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``."""
+    artifact_location: str | None = None
+    """Defaults to ``mlruns/artifacts`` for the embedded SQLite store."""
+    experiment: str | None = None
+    """Defaults to ``seqlab-<dataset>``: runs of one dataset land in one experiment."""
+    run_name: str | None = None
+    trigger: str = "manual"
+
+
+class RegistryConfig(_Section):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
+                              serialize_by_alias=True)
+    model_name: str | None = None
+    """Registered model name; defaults to ``seqlab-<dataset>``."""
+    register_model: bool = Field(True, alias="register")
+    """``registry.register: false`` trains and evaluates without registering."""
+    promote: bool = True
+    metric: Literal["mase", "mae", "rmse", "smape"] = "mase"
+    margin: float = Field(0.0, ge=0.0, lt=1.0)
+    """Relative improvement required: promote when challenger < champion * (1 - margin)."""
+
+
+class PipelineConfig(_Section):
+    name: str = "seqlab"
+    data: DataConfig = Field(default_factory=DataConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ "):
+            raise ValueError("name must be non-empty, without spaces or slashes")
+        return v
+
+    # Derived names: one place decides them.
+    @property
+    def dataset_name(self) -> str:
+        src = self.data.source
+        return Path(src).stem if ("/" in src or "." in src) else src
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or f"{self.name}-{self.dataset_name}"
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name or f"{self.name}-{self.dataset_name}"
+
+    @property
+    def study_name(self) -> str:
+        return self.tune.study_name or f"{self.experiment_name}"
+
+    @property
+    def val_size(self) -> int:
+        return self.window.val_size or self.window.horizon
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-"))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid config: " + "; ".join(parts)
+
+
+def _parse_value(raw: str) -> Any:
+    """Parse an override value as YAML (``30`` -> int, ``[1,2]`` -> list, ``null`` -> None)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted keys (``model.cell``) set; validation comes later."""
+    out = json.loads(json.dumps(data))
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"invalid override key {key!r}: use dotted keys like model.cell=gru")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"invalid override {key!r}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def parse_override_args(args: list[str]) -> dict[str, Any]:
+    """``["model.cell=gru", "tune.n_trials=30"]`` -> ``{"model.cell": "gru", ...}``."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"invalid override {arg!r}: expected key=value, e.g. model.cell=gru")
+        k, v = arg.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "search_space":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (pass an existing YAML file)")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    # `defaults: [other.yaml, ...]` composes files, relative to this one, the later ones winning.
+    merged: dict[str, Any] = {}
+    for parent in loaded.pop("defaults", []) or []:
+        merged = _merge(merged, read_yaml(p.parent / parent))
+    return _merge(merged, loaded)
+
+
+def build_config(data: dict[str, Any]) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> PipelineConfig:
+    """Load a YAML config (or the defaults) and apply ``key=value`` overrides."""
+    data = read_yaml(path) if path else {}
+    if overrides:
+        ov = parse_override_args(overrides) if isinstance(overrides, list) else overrides
+        data = apply_overrides(data, ov)
+    return build_config(data)
+
+
+def with_overrides(cfg: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """A validated copy of ``cfg`` with dotted overrides applied (used for trial parameters)."""
+    return build_config(apply_overrides(cfg.model_dump(mode="json"), overrides))
+
+
+def flatten(cfg: PipelineConfig) -> dict[str, str]:
+    """Dotted key -> string value, for MLflow params (search space left out: it is logged whole)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and not prefix.endswith("search_space"):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(node, dict | list):
+            out[prefix] = json.dumps(node, sort_keys=True)
+        else:
+            out[prefix] = str(node)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out

@@ -1,0 +1,310 @@
+"""Ingestion and validation: CSV, Parquet and bundled datasets in long format.
+
+Everything downstream sees one canonical frame, ``unique_id, ds, y, *covariates``, sorted, on a
+regular time grid, with finite targets. Each problem found in the raw data raises a
+:class:`DataError` whose one-line message names the problem and what to do about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqlab.config import DataConfig
+
+DEFAULT_SERIES_ID = "series_0"
+BUNDLED = ("airpassengers",)
+
+
+class DataError(ValueError):
+    """The input data cannot be used as it is; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """Validated long-format data: ``unique_id, ds, y, *covariates`` on a regular grid."""
+
+    frame: pd.DataFrame
+    freq: str
+    covariates: tuple[str, ...]
+    digest: str
+    source: str
+
+    @property
+    def series_ids(self) -> list[str]:
+        return list(dict.fromkeys(self.frame["unique_id"]))
+
+    def lengths(self) -> dict[str, int]:
+        return self.frame.groupby("unique_id", sort=False).size().to_dict()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def resolve_source(source: str) -> Path:
+    """A bundled dataset name, or a path to an existing CSV/Parquet file."""
+    if source in BUNDLED:
+        return Path(str(resources.files("seqlab.datasets").joinpath(f"{source}.csv")))
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data file not found: {source} (set data.source to a CSV/Parquet path or a bundled "
+            f"dataset: {', '.join(BUNDLED)})"
+        )
+    if path.is_dir():
+        raise DataError(f"data source {source} is a directory: point data.source at a file")
+    return path
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty: it needs a header and at least one row")
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt", ".gz"):
+            df = pd.read_csv(path)
+        else:
+            raise DataError(f"unsupported data file type {suffix!r} for {path}: use .csv or .parquet")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {path} is empty: it needs a header and at least one row") from None
+    except Exception as e:  # parser errors, corrupt parquet...
+        raise DataError(f"cannot read data file {path}: {str(e).splitlines()[0]}") from None
+    if df.empty:
+        raise DataError(f"data file {path} has a header but no rows")
+    return df
+
+
+def load_raw(source: str) -> pd.DataFrame:
+    return read_table(resolve_source(source))
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _first_bad(raw: pd.Series, parsed: pd.Series) -> str:
+    bad = parsed.isna() & raw.notna()
+    idx = bad.idxmax()
+    return f"{raw.loc[idx]!r} at row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}"
+
+
+def _check_columns(df: pd.DataFrame, cfg: DataConfig) -> None:
+    cols = list(map(str, df.columns))
+    roles = [("data.time_column", cfg.time_column), ("data.target", cfg.target)]
+    if cfg.series_id:
+        roles.append(("data.series_id", cfg.series_id))
+    roles += [("data.covariates", c) for c in cfg.covariates]
+    for key, col in roles:
+        if col not in cols:
+            raise DataError(
+                f"column {col!r} ({key}) not found in the data; columns are: {', '.join(cols)}"
+            )
+
+
+def _to_numeric(df: pd.DataFrame, col: str, role: str) -> pd.Series:
+    raw = df[col]
+    parsed = pd.to_numeric(raw, errors="coerce")
+    if (parsed.isna() & raw.notna()).any():
+        raise DataError(
+            f"{role} column {col!r} is not numeric (first bad value {_first_bad(raw, parsed)}); "
+            "clean it or point the config at a numeric column"
+        )
+    return parsed.astype("float64")
+
+
+def _parse_times(df: pd.DataFrame, col: str) -> pd.Series:
+    raw = df[col]
+    if raw.isna().any():
+        row = int(np.flatnonzero(raw.isna().to_numpy())[0]) + 1
+        raise DataError(f"time column {col!r} has an empty timestamp at row {row}")
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    except (TypeError, ValueError):
+        parsed = pd.to_datetime(raw, errors="coerce")
+    if parsed.isna().any():
+        raise DataError(
+            f"time column {col!r} has unparseable timestamps (first {_first_bad(raw, parsed)}); "
+            "use ISO dates such as 1960-01-01"
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def infer_frequency(ds: pd.DatetimeIndex) -> str | None:
+    """The series' frequency alias; tolerant of a few gaps (most common over short runs)."""
+    if len(ds) >= 3:
+        freq = pd.infer_freq(ds)
+        if freq:
+            return freq
+    votes: Counter[str] = Counter()
+    for start in range(0, max(len(ds) - 4, 0) + 1):
+        chunk = ds[start : start + 5]
+        if len(chunk) >= 3:
+            f = pd.infer_freq(chunk)
+            if f:
+                votes[f] += 1
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _regularise(
+    g: pd.DataFrame, sid: str, freq: str, cfg: DataConfig, value_cols: list[str]
+) -> pd.DataFrame:
+    ds = pd.DatetimeIndex(g["ds"])
+    grid = pd.date_range(ds[0], ds[-1], freq=freq)
+    off_grid = ds.difference(grid)
+    if len(off_grid):
+        raise DataError(
+            f"series {sid!r} has timestamps off its {freq} grid (first {off_grid[0]}); "
+            "resample the data or set data.freq to the right frequency"
+        )
+    missing = grid.difference(ds)
+    if len(missing) == 0:
+        return g
+    if cfg.fill == "error":
+        raise DataError(
+            f"series {sid!r} has {len(missing)} missing timestamp(s) at frequency {freq} "
+            f"(first {missing[0].date() if missing[0].time().isoformat() == '00:00:00' else missing[0]}); "
+            "set data.fill to ffill, interpolate or zero to fill gaps"
+        )
+    full = g.set_index("ds").reindex(grid)
+    full.index.name = "ds"
+    full["unique_id"] = sid
+    if cfg.fill == "ffill":
+        full[value_cols] = full[value_cols].ffill()
+    elif cfg.fill == "interpolate":
+        full[value_cols] = full[value_cols].interpolate(method="linear", limit_direction="both")
+    else:
+        full[value_cols] = full[value_cols].fillna(0.0)
+    return full.reset_index()[g.columns]
+
+
+def _clean_nonfinite(frame: pd.DataFrame, cfg: DataConfig, value_cols: list[str]) -> pd.DataFrame:
+    values = frame[value_cols].to_numpy(dtype="float64")
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return frame
+    row, col = map(int, np.argwhere(bad)[0])
+    name = value_cols[col]
+    label = cfg.target if name == "y" else name
+    if cfg.nan_policy == "error":
+        raise DataError(
+            f"column {label!r} has {int(bad.sum())} NaN/inf value(s) (first at "
+            f"{frame['ds'].iloc[row]} in series {frame['unique_id'].iloc[row]!r}); "
+            "clean them or set data.nan_policy=interpolate"
+        )
+    out = frame.copy()
+    out[value_cols] = out[value_cols].replace([np.inf, -np.inf], np.nan)
+    out[value_cols] = out.groupby("unique_id", sort=False)[value_cols].transform(
+        lambda s: s.interpolate(method="linear", limit_direction="both")
+    )
+    if out[value_cols].isna().any().any():
+        raise DataError(f"column {label!r} has a series with no finite values to interpolate from")
+    return out
+
+
+def digest_frame(frame: pd.DataFrame) -> str:
+    """A stable content digest of the canonical frame (sha256, hex)."""
+    h = hashlib.sha256()
+    h.update(",".join(frame.columns).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def validate(
+    df: pd.DataFrame, cfg: DataConfig, min_length: int | None = None, source: str = "<frame>"
+) -> SeriesData:
+    """Check and canonicalise raw long-format data; raise :class:`DataError` on any problem."""
+    if df.empty:
+        raise DataError(f"data from {source} has no rows")
+    _check_columns(df, cfg)
+    covs = list(cfg.covariates)
+    frame = pd.DataFrame(
+        {
+            "unique_id": df[cfg.series_id].astype(str) if cfg.series_id else DEFAULT_SERIES_ID,
+            "ds": _parse_times(df, cfg.time_column),
+            "y": _to_numeric(df, cfg.target, "target"),
+        }
+    )
+    for c in covs:
+        frame[c] = _to_numeric(df, c, "covariate")
+    dup = frame.duplicated(["unique_id", "ds"])
+    if dup.any():
+        r = frame[dup].iloc[0]
+        where = f" in series {r['unique_id']!r}" if cfg.series_id else ""
+        raise DataError(
+            f"duplicate timestamp {r['ds']}{where} ({int(dup.sum())} duplicate row(s)); "
+            "aggregate or drop duplicates first"
+            + ("" if cfg.series_id else ", or set data.series_id if the file holds several series")
+        )
+    frame = frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+    freq = cfg.freq
+    if freq is None:
+        freqs = {
+            sid: infer_frequency(pd.DatetimeIndex(g["ds"]))
+            for sid, g in frame.groupby("unique_id", sort=False)
+        }
+        found = {f for f in freqs.values() if f}
+        if len(found) != 1:
+            detail = (
+                "could not infer the frequency"
+                if not found
+                else f"series have different frequencies ({', '.join(sorted(found))})"
+            )
+            raise DataError(f"irregular timestamps: {detail}; set data.freq (e.g. MS, D, h)")
+        freq = found.pop()
+    try:
+        pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        raise DataError(f"data.freq {freq!r} is not a pandas frequency alias (e.g. MS, D, h)") from None
+
+    value_cols = ["y", *covs]
+    parts = [
+        _regularise(g.reset_index(drop=True), str(sid), freq, cfg, value_cols)
+        for sid, g in frame.groupby("unique_id", sort=False)
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    frame = _clean_nonfinite(frame, cfg, value_cols)
+
+    if min_length is not None:
+        lengths = frame.groupby("unique_id", sort=False).size()
+        short = lengths[lengths < min_length]
+        if len(short):
+            sid, n = short.index[0], int(short.iloc[0])
+            raise DataError(
+                f"series {sid!r} has {n} points but needs at least {min_length} "
+                "(input_size + horizon for one training window, + validation + test horizon); "
+                "shorten window.input_size/window.horizon or provide more history"
+            )
+    frame[value_cols] = frame[value_cols].astype("float64")
+    return SeriesData(
+        frame=frame, freq=freq, covariates=tuple(covs), digest=digest_frame(frame), source=source
+    )
+
+
+def min_series_length(input_size: int, horizon: int, val_size: int) -> int:
+    """Points needed: one training window, a validation segment and a test horizon."""
+    return input_size + horizon + val_size + horizon
+
+
+SEASON_BY_FREQ = {"h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1, "A": 1, "min": 60}
+
+
+def season_length(freq: str) -> int:
+    """Season implied by a frequency alias (``MS`` -> 12, ``D`` -> 7, ``h`` -> 24...)."""
+    base = pd.tseries.frequencies.to_offset(freq).name.split("-")[0]
+    for prefix in ("min", "h", "D", "B", "W", "M", "Q", "Y", "A"):
+        stem = base.rstrip("SE") if prefix in ("M", "Q", "Y", "A") else base
+        if stem == prefix or (prefix == "h" and base == "H") or (prefix == "min" and base == "T"):
+            return SEASON_BY_FREQ[prefix]
+    return 1

@@ -1,0 +1,67 @@
+"""One recurrent forecaster; the cell (Elman RNN, LSTM or GRU) is a parameter."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Cell = Literal["rnn", "lstm", "gru"]
+_CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentForecaster(nn.Module):
+    """Encoder RNN over the input window and a direct multi-step head.
+
+    ``rnn`` is the Elman cell, h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h). The head maps the last
+    hidden state to all ``horizon`` steps at once (no recursive feeding of predictions).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        horizon: int,
+        cell: Cell = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(_CELLS)}")
+        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.rnn = _CELLS[cell](
+            input_size=n_features,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            # PyTorch applies dropout between stacked layers only.
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+            **extra,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, horizon)
+        self.hparams = {
+            "n_features": n_features,
+            "horizon": horizon,
+            "cell": cell,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "dropout": dropout,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, input_size, n_features)
+        out, _ = self.rnn(x)  # (batch, input_size, hidden)
+        last = self.dropout(out[:, -1, :])  # (batch, hidden)
+        return self.head(last)  # (batch, horizon)
+
+
+def build_model(n_features: int, horizon: int, cell: str, hidden_size: int, num_layers: int,
+                dropout: float) -> RecurrentForecaster:
+    return RecurrentForecaster(n_features, horizon, cell, hidden_size, num_layers, dropout)  # type: ignore[arg-type]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
