@@ -8,6 +8,7 @@ regular time grid, with finite targets. Each problem found in the raw data raise
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -140,17 +141,25 @@ def _parse_times(df: pd.DataFrame, col: str) -> pd.Series:
     return parsed
 
 
+def _infer_freq(ds: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as a string alias, on every pandas version."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = pd.infer_freq(ds)
+    return getattr(f, "freqstr", f)
+
+
 def infer_frequency(ds: pd.DatetimeIndex) -> str | None:
     """The series' frequency alias; tolerant of a few gaps (most common over short runs)."""
     if len(ds) >= 3:
-        freq = pd.infer_freq(ds)
+        freq = _infer_freq(ds)
         if freq:
             return freq
     votes: Counter[str] = Counter()
     for start in range(0, max(len(ds) - 4, 0) + 1):
         chunk = ds[start : start + 5]
         if len(chunk) >= 3:
-            f = pd.infer_freq(chunk)
+            f = _infer_freq(chunk)
             if f:
                 votes[f] += 1
     return votes.most_common(1)[0][0] if votes else None
@@ -302,7 +311,7 @@ SEASON_BY_FREQ = {"h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1, "A"
 
 def season_length(freq: str) -> int:
     """Season implied by a frequency alias (``MS`` -> 12, ``D`` -> 7, ``h`` -> 24...)."""
-    base = pd.tseries.frequencies.to_offset(freq).name.split("-")[0]
+    base = pd.tseries.frequencies.to_offset(freq).rule_code.split("-")[0]
     for prefix in ("min", "h", "D", "B", "W", "M", "Q", "Y", "A"):
         stem = base.rstrip("SE") if prefix in ("M", "Q", "Y", "A") else base
         if stem == prefix or (prefix == "h" and base == "H") or (prefix == "min" and base == "T"):

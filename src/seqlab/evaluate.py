@@ -85,7 +85,13 @@ class Evaluation:
 
 
 def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.nanmean([d[k] for d in dicts])) for k in dicts[0]}
+    """Mean over series, ignoring undefined (NaN) values; NaN when all are undefined."""
+    out = {}
+    for k in dicts[0]:
+        vals = np.array([d[k] for d in dicts], dtype=float)
+        finite = vals[~np.isnan(vals)]
+        out[k] = float(finite.mean()) if finite.size else float("nan")
+    return out
 
 
 def evaluate_forecasts(

@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny data and configs, temporary MLflow/Optuna stores, one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = str(REPO / "conf" / "default.yaml")
+
+
+def sine_frame(n: int = 96, series: int = 1, freq: str = "D", seed: int = 0,
+               covariate: bool = False) -> pd.DataFrame:
+    """A small seasonal series (period 7) with trend and noise, long format."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(series):
+        t = np.arange(n)
+        y = 10 + s * 5 + 0.05 * t + 2 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 0.2, n)
+        df = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq=freq), "y": y})
+        if series > 1:
+            df.insert(0, "store", f"s{s}")
+        if covariate:
+            df["temp"] = np.cos(2 * np.pi * t / 7)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
+def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
+    """Overrides that make the whole pipeline run in seconds on CPU, with stores under ``tmp``."""
+    base = {
+        "tune.n_trials": 2,
+        "tune.n_startup_trials": 1,
+        "tune.search_space": "{model.cell: {type: categorical, choices: [lstm, gru]}}",
+        "train.max_epochs": 4,
+        "train.patience": None,
+        "model.hidden_size": 8,
+        "window.input_size": 12,
+        "tune.storage": f"sqlite:///{tmp}/optuna.db",
+        "tracking.tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+        "tracking.artifact_location": str(tmp / "artifacts"),
+        "eval.plot": True,
+    }
+    base.update(extra)
+    return [f"{k}={'null' if v is None else v}" for k, v in base.items()]
+
+
+@pytest.fixture
+def sine_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "sine.csv"
+    sine_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (each harness costs ~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from seqlab.config import (
+    ConfigError,
+    PipelineConfig,
+    apply_overrides,
+    flatten,
+    load_config,
+    parse_override_args,
+    with_overrides,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "conf").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_file_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert isinstance(cfg, PipelineConfig)
+
+
+def test_default_config_values() -> None:
+    cfg = load_config(REPO / "conf/default.yaml")
+    assert cfg.data.source == "airpassengers"
+    assert cfg.window.horizon == 12
+    assert cfg.window.transform == "log"  # from datasets/airpassengers.yaml
+    assert set(cfg.tune.search_space) >= {"model.cell", "train.lr"}
+    assert cfg.experiment_name == "seqlab-airpassengers"
+    assert cfg.model_name == "seqlab-airpassengers"
+    assert cfg.val_size == 12
+
+
+def test_keras_classic_preset() -> None:
+    cfg = load_config(REPO / "conf/presets/keras-classic.yaml")
+    assert (cfg.model.cell, cfg.model.hidden_size, cfg.model.num_layers) == ("lstm", 50, 1)
+    assert cfg.window.horizon == 1
+    assert (cfg.train.loss, cfg.train.optimizer, cfg.train.max_epochs, cfg.train.batch_size) == (
+        "mse", "adam", 100, 32)
+    assert cfg.tune.n_trials == 0
+
+
+def test_dotted_overrides_are_typed() -> None:
+    cfg = load_config(REPO / "conf/default.yaml", ["model.cell=gru", "tune.n_trials=30",
+                                                   "train.patience=null", "train.lr=1e-2"])
+    assert cfg.model.cell == "gru"
+    assert cfg.tune.n_trials == 30
+    assert cfg.train.patience is None
+    assert cfg.train.lr == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model.cel=gru", "model.cel: unknown key"),
+        ("model.cell=transformer", "model.cell"),
+        ("train.lr=-1", "train.lr"),
+        ("tune.n_trials=many", "tune.n_trials"),
+        ("nosuchsection.x=1", "nosuchsection: unknown key"),
+        ("window.horizon=0", "window.horizon"),
+    ],
+)
+def test_bad_overrides_name_the_key(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(REPO / "conf/default.yaml", [override])
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_override_without_equals_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override_args(["model.cell"])
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("nope/missing.yaml")
+
+
+def test_bad_search_space_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="low"):
+        load_config(None, {"tune.search_space": {"train.lr": {"type": "float", "low": 1, "high": 0.1}}})
+
+
+def test_with_overrides_returns_validated_copy() -> None:
+    cfg = PipelineConfig()
+    new = with_overrides(cfg, {"model.hidden_size": 16})
+    assert new.model.hidden_size == 16 and cfg.model.hidden_size == 64
+    with pytest.raises(ConfigError):
+        with_overrides(cfg, {"model.hidden_size": 0})
+
+
+def test_apply_overrides_does_not_mutate() -> None:
+    base = {"model": {"cell": "lstm"}}
+    out = apply_overrides(base, {"model.cell": "gru"})
+    assert base["model"]["cell"] == "lstm" and out["model"]["cell"] == "gru"
+
+
+def test_flatten_gives_dotted_string_params() -> None:
+    flat = flatten(load_config(REPO / "conf/default.yaml"))
+    assert flat["model.cell"] == "lstm"
+    assert flat["window.horizon"] == "12"
+    assert "tune.search_space" in flat and "model.cell" in flat["tune.search_space"]
+    assert all(isinstance(v, str) for v in flat.values())
+
+
+def test_registry_register_key_round_trips() -> None:
+    cfg = load_config(None, ["registry.register=false"])
+    assert cfg.registry.register_model is False
+    assert with_overrides(cfg, {}).registry.register_model is False

@@ -1,0 +1,107 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import sine_frame
+from seqlab.config import DataConfig, PipelineConfig, TrainConfig, with_overrides
+from seqlab.data import validate
+from seqlab.pipeline import evaluate_model, prepare_data, train_model
+from seqlab.train import Callback, DeviceData, NonFiniteLossError, fit, predict
+from seqlab.models import RecurrentForecaster
+
+
+def tiny_cfg(**over: object) -> PipelineConfig:
+    base = {"data.source": "x", "data.time_column": "ds", "data.target": "y",
+            "window.input_size": 14, "window.horizon": 7, "model.hidden_size": 16,
+            "train.max_epochs": 30, "train.patience": None, "train.lr": 0.01, "train.device": "cpu"}
+    base.update(over)
+    return with_overrides(PipelineConfig(), base)
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    cfg = tiny_cfg()
+    return prepare_data(validate(sine_frame(n=120), cfg.data), cfg)
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+        self.started = self.ended = False
+
+    def on_fit_start(self, model, info) -> None:
+        self.started = True
+
+    def on_epoch_end(self, epoch, metrics) -> None:
+        assert set(metrics) == {"train/loss", "val/loss"}
+        self.epochs.append(epoch)
+
+    def on_fit_end(self, history) -> None:
+        self.ended = True
+
+
+def test_loss_goes_down_and_beats_naive(prepared) -> None:
+    cfg = tiny_cfg()
+    rec = Recorder()
+    model, hist = train_model(prepared, cfg, [rec])
+    assert hist.train_loss[-1] < 0.5 * hist.train_loss[0]
+    assert rec.started and rec.ended and rec.epochs == list(range(30))
+    res = evaluate_model(model, prepared, cfg)
+    assert res.evaluation.model["mae"] < res.evaluation.baselines["naive"]["mae"]
+
+
+def test_same_seed_same_metrics_on_cpu(prepared) -> None:
+    cfg = tiny_cfg(**{"train.max_epochs": 8})
+    _, h1 = train_model(prepared, cfg)
+    _, h2 = train_model(prepared, cfg)
+    assert h1.train_loss == h2.train_loss and h1.val_loss == h2.val_loss
+    _, h3 = train_model(prepared, tiny_cfg(**{"train.max_epochs": 8, "train.seed": 7}))
+    assert h3.train_loss != h1.train_loss
+
+
+def test_early_stopping_restores_best_weights(prepared) -> None:
+    cfg = tiny_cfg(**{"train.max_epochs": 200, "train.patience": 3, "train.lr": 0.05})
+    model, hist = train_model(prepared, cfg)
+    assert hist.stopped_early and hist.epochs == hist.best_epoch + 4
+    data = DeviceData.from_prepared(prepared, torch.device("cpu"))
+    with torch.no_grad():
+        val = torch.nn.functional.mse_loss(model.eval()(data.x_val), data.y_val).item()
+    assert val == pytest.approx(hist.best_val_loss, rel=1e-5)
+
+
+def test_non_finite_loss_raises_with_reason(prepared) -> None:
+    model = RecurrentForecaster(1, 7, "lstm", 8)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))  # as after a diverged update
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 0"):
+        fit(model, prepared, TrainConfig(max_epochs=3, device="cpu"))
+
+
+@pytest.mark.parametrize("opt, loss", [("adamw", "huber"), ("adam", "mae")])
+def test_optimizers_and_losses(prepared, opt: str, loss: str) -> None:
+    cfg = tiny_cfg(**{"train.optimizer": opt, "train.loss": loss, "train.max_epochs": 5,
+                      "train.weight_decay": 0.01})
+    _, hist = train_model(prepared, cfg)
+    assert all(math.isfinite(v) for v in hist.train_loss)
+
+
+def test_callback_can_stop_training(prepared) -> None:
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, metrics) -> None:
+            if epoch == 2:
+                raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        train_model(prepared, tiny_cfg(), [Stop()])
+
+
+def test_fit_accepts_prepared_and_predict_shapes(prepared) -> None:
+    torch.manual_seed(0)
+    model = RecurrentForecaster(1, 7, "gru", 8)
+    hist = fit(model, prepared, TrainConfig(max_epochs=2, device="cpu"))
+    assert hist.epochs == 2 and hist.precision == "fp32" and hist.device == "cpu"
+    assert hist.samples_per_second > 0
+    out = predict(model, prepared.x_test)
+    assert out.shape == (1, 7) and np.isfinite(out).all()
