@@ -87,6 +87,142 @@ def tune_worker(
     typer.echo(f"finished {done} trial(s) of study {study}")
 
 
+TrackingOpt = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
+
+
+def _client(tracking_uri: str | None):
+    from seqlab.tracking import client_for, resolve_tracking_uri
+
+    return client_for(resolve_tracking_uri(tracking_uri))
+
+
+@app.command()
+def forecast(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. seqlab-airpassengers.")],
+    input: Annotated[str, typer.Option("--input", "-i", help="History to forecast from (CSV/Parquet).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the forecast (.csv/.parquet).")],
+    alias: Annotated[str, typer.Option(help="Alias to load (ignored with --version).")] = "champion",
+    version: Annotated[Optional[str], typer.Option(help="A model version instead of an alias.")] = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Forecast the next horizon with a registered model (the champion by default)."""
+    from flows.forecast import forecast_flow
+
+    try:
+        out = forecast_flow(model, input, output, alias=alias, version=version, tracking_uri=tracking_uri)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out['rows']} rows to {out['output']} with {model} v{out['version']}"
+               f" (MLflow run {out['run_id']})")
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Option(help="Version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")],
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Manually move the champion alias to a version (recorded with your reason)."""
+    from seqlab.registry import promote_manual
+
+    try:
+        move = promote_manual(_client(tracking_uri), model, version, reason)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(f"champion of {model}: v{move.from_version or '-'} -> v{move.to_version} ({move.reason})")
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "rollback",
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Move the champion back to the previous champion."""
+    from seqlab.registry import rollback as do_rollback
+
+    try:
+        move = do_rollback(_client(tracking_uri), model, reason)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(f"champion of {model}: v{move.from_version} -> v{move.to_version} (rollback)")
+
+
+@app.command()
+def models(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    tracking_uri: TrackingOpt = None,
+    history: Annotated[bool, typer.Option(help="Also list every alias move.")] = True,
+) -> None:
+    """Versions with aliases, key metrics and decisions; the alias history."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqlab.registry import alias_history, versions_table
+
+    client = _client(tracking_uri)
+    try:
+        rows = versions_table(client, model)
+        moves = alias_history(client, model) if history else []
+    except _user_errors() as e:
+        _fail(str(e))
+    console = Console(width=160)
+    t = Table(title=f"{model}: versions")
+    for col in ("version", "aliases", "created", "test/mase", "test/mae", "decision", "run_id"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["version"], ", ".join(r["aliases"]), r["created"], r["test/mase"] or "",
+                  r["test/mae"] or "", r["decision"] or "", r["run_id"] or "")
+    console.print(t)
+    if moves:
+        h = Table(title=f"{model}: alias history")
+        for col in ("#", "time (UTC)", "alias", "from", "to", "mode", "reason"):
+            h.add_column(col)
+        for m in moves:
+            h.add_row(str(m.seq), m.time, m.alias, m.from_version or "-", m.to_version, m.mode, m.reason)
+        console.print(h)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind auth).")] = "127.0.0.1",
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Start the MLflow UI for this project's store (one worker, job execution off)."""
+    from seqlab.servers import run_mlflow_ui
+    from seqlab.tracking import resolve_tracking_uri
+
+    run_mlflow_ui(resolve_tracking_uri(tracking_uri), host, port)
+
+
+@app.command()
+def serve(
+    config: Annotated[str, typer.Argument(help="Training config.")] = "conf/default.yaml",
+    train_cron: Annotated[Optional[str], typer.Option(help="Cron for training, e.g. '0 3 * * *'.")] = "0 3 * * *",
+    forecast_cron: Annotated[Optional[str], typer.Option(help="Cron for forecasting, e.g. '0 * * * *'.")] = None,
+    forecast_input: Annotated[Optional[str], typer.Option(help="History file for scheduled forecasts.")] = None,
+    forecast_output: Annotated[Optional[str], typer.Option(help="Output of scheduled forecasts.")] = None,
+    interval: Annotated[Optional[float], typer.Option(help="Run training every N seconds instead of cron.")] = None,
+) -> None:
+    """Serve scheduled training (and forecasting) deployments against a Prefect server."""
+    from seqlab.config import load_config
+    from seqlab.schedules import serve_flows
+
+    try:
+        cfg = load_config(config)
+    except _user_errors() as e:
+        _fail(str(e))
+    forecast_args = {}
+    if forecast_cron:
+        if not (forecast_input and forecast_output):
+            _fail("--forecast-cron needs --forecast-input and --forecast-output")
+        forecast_args = {"model": cfg.model_name, "input": forecast_input, "output": forecast_output}
+    serve_flows(config, train_cron if interval is None else None, forecast_cron, forecast_args, interval)
+
+
 def main() -> None:
     # Prefect before mlflow: `import mlflow.pytorch` would reconfigure logging otherwise.
     try:

@@ -30,14 +30,34 @@ def gpu_count() -> int:
 
 @dataclass(frozen=True)
 class WorkerSlot:
-    """One tuning worker: which GPU it sees (``None`` on CPU) and its rank."""
+    """One tuning worker: which GPU it sees (``None`` on CPU) and its rank.
+
+    ``keep_on_oom`` is true for the first worker on each device: after a CUDA out-of-memory
+    error the others leave, so the packing on that GPU drops by one per OOM while one worker
+    per GPU always stays (its repeated failures end in the fail-streak guard instead).
+    """
 
     rank: int
     gpu: int | None
+    keep_on_oom: bool = True
 
     def env(self) -> dict[str, str]:
         """Environment for the worker process: pin it to its GPU, or hide all GPUs on CPU."""
         return {"CUDA_VISIBLE_DEVICES": "" if self.gpu is None else str(self.gpu)}
+
+
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def recurrent_params(cell: str, n_features: int, hidden_size: int, num_layers: int,
+                     horizon: int) -> int:
+    """Parameter count of a ``RecurrentForecaster`` without building it (for slot planning)."""
+    gates = _GATES[cell]
+    total = 0
+    for layer in range(num_layers):
+        inputs = n_features if layer == 0 else hidden_size
+        total += gates * hidden_size * (inputs + hidden_size + 2)  # W_ih, W_hh, b_ih, b_hh
+    return total + hidden_size * horizon + horizon  # the linear head
 
 
 def default_trials_per_gpu(n_params: int | None = None) -> int:
@@ -73,8 +93,8 @@ def plan_slots(
             raise ValueError("tune.workers must be >= 0 or auto")
     if not gpus:
         return [WorkerSlot(rank=r, gpu=None) for r in range(n)]
-    # Round-robin over GPUs so each one fills evenly.
-    return [WorkerSlot(rank=r, gpu=r % gpus) for r in range(n)]
+    # Round-robin over GPUs so each one fills evenly; the first slot on each GPU stays after OOM.
+    return [WorkerSlot(rank=r, gpu=r % gpus, keep_on_oom=r < gpus) for r in range(n)]
 
 
 def cpu_threads_per_worker(n_workers: int) -> int:

@@ -399,3 +399,60 @@ def score_on_window(model_uri: str, history: pd.DataFrame, y_test: np.ndarray,
         fc.append(vals[:horizon])
     ev = evaluate_forecasts(y_test, np.stack(fc), train_parts, history_parts, series_ids, season)
     return ev.model
+
+
+# ---------------------------------------------------------------- batch forecasting
+
+
+def resolve_version(client: MlflowClient, name: str, alias: str | None = CHAMPION,
+                    version: str | None = None) -> dict[str, str]:
+    """Which version ``name@alias`` (or ``name/version``) is, as a loadable URI."""
+    try:
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+        else:
+            mv = client.get_model_version_by_alias(name, alias or CHAMPION)
+    except MlflowException:
+        what = f"version {version}" if version is not None else f"alias @{alias}"
+        raise RegistryError(
+            f"model {name!r} has no {what}; list versions and aliases with `seqlab models {name}`"
+        ) from None
+    out = {"name": name, "version": str(mv.version), "run_id": mv.run_id or "",
+           "model_uri": f"models:/{name}/{mv.version}"}
+    if version is None:
+        out["alias"] = alias or CHAMPION
+    return out
+
+
+def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> pd.DataFrame:
+    """Check ``history`` against what the model needs, with seqlab's one-line errors, then predict.
+
+    The checked, typed frame goes through the pyfunc (and so its signature check).
+    """
+    inner = model.unwrap_python_model()
+    meta = getattr(inner, "meta", None)
+    if meta is None:
+        return model.predict(history)
+    data_cfg = DataConfig(source="<history>", time_column=meta["time_column"], target=meta["target"],
+                          series_id=meta["series_id"], covariates=meta["covariates"], freq=meta["freq"])
+    series = validate(history, data_cfg, min_length=meta["input_size"], source="history")
+    clean = user_frame(series, data_cfg)
+    if not meta["series_id"]:
+        clean = clean[[meta["time_column"], meta["target"], *meta["covariates"]]]
+    return model.predict(clean)
+
+
+def write_frame(frame: pd.DataFrame, output: str) -> str:
+    """Write CSV or Parquet by suffix; the folder is created."""
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"output {output} must end in .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(path)  # atomic: readers never see a half-written forecast
+    return str(path)

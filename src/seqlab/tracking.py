@@ -149,7 +149,11 @@ def set_tags(ref: RunRef, tags: dict[str, Any]) -> None:
 
 def log_dataset(ref: RunRef, frame: pd.DataFrame, source: str, digest: str, name: str) -> None:
     """Record the training data as an MLflow dataset input (schema, digest, source)."""
-    ds = mlflow.data.from_pandas(frame, source=source, targets="y", name=name, digest=digest[:36])
+    import warnings
+
+    with warnings.catch_warnings():  # MLflow registers the local source resolver twice
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(frame, source=source, targets="y", name=name, digest=digest[:36])
     ref.client().log_inputs(
         ref.run_id,
         datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])],
@@ -296,5 +300,29 @@ def start_pipeline_run(cfg: PipelineConfig, series: Any, tags: dict[str, str] | 
                                  **(tags or {})})
     log_params(ref, flatten(cfg))
     log_dict(ref, cfg.model_dump(mode="json"), "config.json")
-    log_dataset(ref, series.frame, cfg.data.source, series.digest, cfg.dataset_name)
+    from seqlab.data import resolve_source
+
+    log_dataset(ref, series.frame, str(resolve_source(cfg.data.source)), series.digest, cfg.dataset_name)
     return ref
+
+
+def record_forecast(tracking_uri: str, resolved: dict[str, str], input_path: str, output: str,
+                    forecast: pd.DataFrame) -> str:
+    """One run in ``<model>-forecasts`` naming the model version used, with the output attached."""
+    client = client_for(tracking_uri)
+    exp_id = ensure_experiment(client, f"{resolved['name']}-forecasts",
+                               default_artifact_root(tracking_uri))
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    run = client.create_run(exp_id, run_name=f"{stamp}-{resolved['name']}-v{resolved['version']}",
+                            tags={"seqlab.model_name": resolved["name"],
+                                  "seqlab.model_version": resolved["version"],
+                                  "seqlab.model_alias": resolved.get("alias", ""),
+                                  "seqlab.training_run_id": resolved.get("run_id", ""),
+                                  "mlflow.source.type": "JOB"})
+    ref = RunRef(tracking_uri, exp_id, run.info.run_id)
+    log_params(ref, {"input": input_path, "output": output, "model_uri": resolved["model_uri"]})
+    log_metrics(ref, {"forecast/series": forecast["unique_id"].nunique(),
+                      "forecast/rows": len(forecast)})
+    log_artifact(ref, output, "forecast")
+    end_run(ref)
+    return run.info.run_id

@@ -1,0 +1,204 @@
+"""The whole training flow on a real Prefect (test harness), MLflow (SQLite) and Optuna (SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from conftest import DEFAULT_CONFIG, tiny_overrides
+from flows.forecast import forecast_flow
+from flows.training import training_pipeline
+from seqlab import registry
+from seqlab.cli import app
+from seqlab.data import DataError
+from seqlab.registry import RegistryError
+
+pytestmark = pytest.mark.integration
+NAME = "seqlab-airpassengers"
+
+
+def _client(tmp: Path) -> MlflowClient:
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, prefect_harness):
+    tmp = tmp_path_factory.mktemp("flow")
+    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp))
+    return tmp, summary
+
+
+def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
+    tmp, summary = first_run
+    client = _client(tmp)
+    parent = client.get_run(summary["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["model.hidden_size"] == "8"
+    assert len(parent.data.tags["seqlab.data_digest"]) == 64
+    assert parent.data.tags["seqlab.trigger"] == "manual"
+    assert "prefect.flow_run_id" in parent.data.tags
+    for key in ("test/mae", "test/rmse", "test/smape", "test/mase", "test/naive/mase",
+                "test/seasonal_naive/mase"):
+        assert key in parent.data.metrics, key
+    assert parent.inputs.dataset_inputs[0].dataset.digest
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/forecast_vs_actual.png" in artifacts
+
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["model.cell"] in ("lstm", "gru")
+        assert "val/loss" in child.data.metrics and "train/loss" in child.data.metrics
+        history = client.get_metric_history(child.info.run_id, "val/loss")
+        assert len(history) == 4  # one point per epoch
+    assert sorted(c.data.tags["optuna.trial_number"] for c in children) == ["0", "1"]
+
+
+def test_registered_with_aliases_and_study(first_run) -> None:
+    tmp, summary = first_run
+    client = _client(tmp)
+    assert summary["version"] == "1"
+    assert registry.alias_version(client, NAME, "champion") == "1"
+    assert registry.alias_version(client, NAME, "challenger") == "1"
+    mv = client.get_model_version(NAME, "1")
+    assert mv.tags["seqlab.promotion.decision"] == "promoted"
+    assert float(mv.tags["test/mase"]) == pytest.approx(summary["metrics"]["test/mase"], rel=1e-4)
+    study = optuna.load_study(study_name="seqlab-airpassengers", storage=f"sqlite:///{tmp}/optuna.db")
+    assert len(study.trials) == 2
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all("mlflow_run_id" in t.user_attrs for t in study.trials)
+
+
+def test_champion_loads_and_forecasts(first_run) -> None:
+    tmp, _ = first_run
+    _client(tmp)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    hist = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
+    hist["month"] = pd.to_datetime(hist["month"])
+    hist["passengers"] = hist["passengers"].astype(float)
+    out = model.predict(hist)
+    assert list(out.columns) == ["unique_id", "ds", "forecast"]
+    assert len(out) == 12
+    assert out["ds"].iloc[0] == pd.Timestamp("1961-01-01")
+    assert out["forecast"].between(200, 900).all()
+
+
+def test_second_run_resumes_study_and_gate_keeps_equal_champion(first_run) -> None:
+    tmp, first = first_run
+    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp))
+    client = _client(tmp)
+    assert summary["version"] == "2"
+    study = optuna.load_study(study_name="seqlab-airpassengers", storage=f"sqlite:///{tmp}/optuna.db")
+    assert len(study.trials) == 2  # n_trials is the study's total: nothing left to tune
+    # Same data, same best params, same seed: an exact tie keeps the champion.
+    assert summary["metrics"]["test/mase"] == pytest.approx(first["metrics"]["test/mase"])
+    assert registry.alias_version(client, NAME, "champion") == "1"
+    assert registry.alias_version(client, NAME, "challenger") == "2"
+    mv = client.get_model_version(NAME, "2")
+    assert mv.tags["seqlab.promotion.decision"] == "kept_champion"
+    assert float(mv.tags["seqlab.promotion.champion"]) == pytest.approx(first["metrics"]["test/mase"], rel=1e-4)
+
+
+def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
+    tmp, _ = first_run
+    src = Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"
+    out = forecast_flow(NAME, str(src), str(tmp_path / "fc.parquet"),
+                        tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+    fc = pd.read_parquet(tmp_path / "fc.parquet")
+    assert len(fc) == 12 and out["version"] == "1" and out["alias"] == "champion"
+    run = _client(tmp).get_run(out["run_id"])
+    assert run.data.tags["seqlab.model_version"] == "1"
+    assert run.data.tags["seqlab.model_alias"] == "champion"
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda df: df.drop(columns=["passengers"]), "column 'passengers'"),
+    (lambda df: df.head(5), "needs at least"),
+    (lambda df: df.drop(index=[100, 101]), "missing timestamp"),
+])
+def test_batch_forecast_rejects_bad_history(first_run, tmp_path: Path, mutate, fragment) -> None:
+    tmp, _ = first_run
+    df = mutate(pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"))
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match=fragment):
+        forecast_flow(NAME, str(tmp_path / "bad.csv"), str(tmp_path / "fc.csv"),
+                      tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+    assert not (tmp_path / "fc.csv").exists()
+
+
+def test_forecast_unknown_alias_is_a_clear_error(first_run, tmp_path: Path) -> None:
+    tmp, _ = first_run
+    with pytest.raises(RegistryError, match="has no alias @production"):
+        forecast_flow(NAME, "x.csv", str(tmp_path / "fc.csv"), alias="production",
+                      tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+
+
+# ---------------------------------------------------------------- bad inputs leave the registry alone
+
+
+def _bad_source(tmp: Path, case: str) -> str:
+    df = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
+    path = tmp / f"{case}.csv"
+    if case == "missing":
+        return str(tmp / "does-not-exist.csv")
+    if case == "empty":
+        path.write_text("")
+        return str(path)
+    if case == "misnamed":
+        df = df.rename(columns={"passengers": "pax"})
+    elif case == "non_numeric":
+        df = df.astype({"passengers": object})
+        df.loc[7, "passengers"] = "seven"
+    elif case == "bad_time":
+        df.loc[3, "month"] = "yesterday"
+    elif case == "duplicate":
+        df = pd.concat([df, df.iloc[[5]]])
+    elif case == "gap":
+        df = df.drop(index=[50])
+    elif case == "nan":
+        df.loc[60, "passengers"] = float("nan")
+    elif case == "short":
+        df = df.head(40)
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+BAD = [("missing", "data file not found"), ("empty", "is empty"), ("misnamed", "column 'passengers'"),
+       ("non_numeric", "not numeric"), ("bad_time", "unparseable timestamps"),
+       ("duplicate", "duplicate timestamp"), ("gap", "missing timestamp"), ("nan", "NaN/inf"),
+       ("short", "needs at least")]
+
+
+@pytest.mark.parametrize("case, fragment", BAD, ids=[c for c, _ in BAD])
+def test_bad_input_fails_cleanly_and_registry_is_unchanged(first_run, tmp_path, case, fragment) -> None:
+    tmp, _ = first_run
+    client = _client(tmp)
+    before_versions = len(client.search_model_versions(f"name = '{NAME}'"))
+    before_champion = registry.alias_version(client, NAME, "champion")
+    runs_before = len(client.search_runs([client.get_experiment_by_name(NAME).experiment_id]))
+    src = _bad_source(tmp_path, case)
+    result = CliRunner().invoke(app, ["run", DEFAULT_CONFIG, *tiny_overrides(tmp), f"data.source={src}"])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == before_versions
+    assert registry.alias_version(client, NAME, "champion") == before_champion
+    assert len(client.search_runs([client.get_experiment_by_name(NAME).experiment_id])) == runs_before
+
+
+def test_bad_config_key_fails_before_anything_runs(first_run) -> None:
+    tmp, _ = first_run
+    result = CliRunner().invoke(app, ["run", DEFAULT_CONFIG, *tiny_overrides(tmp), "model.cel=gru"])
+    assert result.exit_code == 2
+    assert "model.cel: unknown key" in result.output
