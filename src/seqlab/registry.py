@@ -343,10 +343,10 @@ def promote_manual(client: MlflowClient, name: str, version: str, reason: str) -
 
 def rollback(client: MlflowClient, name: str, reason: str = "rollback") -> AliasMove:
     """Move ``champion`` back to the version that held it before the current one."""
+    moves = [m for m in alias_history(client, name) if m.alias == CHAMPION]  # raises if unknown
     current = alias_version(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"model {name!r} has no champion to roll back")
-    moves = [m for m in alias_history(client, name) if m.alias == CHAMPION]
     target = next((m.from_version for m in reversed(moves) if m.to_version == current), None)
     if target is None:
         raise RegistryError(f"model {name!r} has no previous champion before version {current}")

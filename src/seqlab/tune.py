@@ -6,34 +6,73 @@ journal file) and is resumed by name. ``tune.n_trials`` is the number of finishe
 resumed by the next without losing or repeating work. Workers, local processes or other hosts,
 share the study through its storage; the study itself carries the config and tracking target
 (user attributes) so that ``seqlab tune-worker --study NAME --storage URL`` needs nothing else.
+
+What keeps the count exact and the study moving when workers race, crash or run out of memory:
+
+- a trial starts only while fewer than ``n_trials`` trials numbered before it are finished or
+  running; one started after that (a race between workers) fails as *surplus* and is not
+  counted, so the study never holds more than ``n_trials`` finished trials;
+- a worker that sees the remaining trials held by others waits instead of leaving: if one of
+  them fails, it runs the replacement, so no trial is lost;
+- a RUNNING trial whose worker died is failed, with ``fail_reason``: by process liveness when the
+  worker ran on this machine, by heartbeat otherwise (Optuna's for RDB storages, a
+  ``seqlab:heartbeat`` trial attribute for journal files);
+- a failing trial (NaN loss, CUDA OOM, an invalid sampled config) fails alone, with
+  ``fail_reason``; ``max_fail_streak`` failures in a row stop the worker with :class:`TuningError`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Iterator, Protocol
 
 import optuna
-from optuna.trial import TrialState
+import torch
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from seqlab.config import ParamSpec, PipelineConfig, with_overrides
 from seqlab.data import SeriesData
+from seqlab.devices import recurrent_params
 from seqlab.pipeline import prepare_data, train_model
 from seqlab.train import Callback, History, NonFiniteLossError
+
+log = logging.getLogger("seqlab.tune")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ATTR_CONFIG = "seqlab.config"
 ATTR_TRACKING = "seqlab.tracking"
 ATTR_DIGEST = "seqlab.data_digest"
+OWNER_ATTR = "seqlab:owner"  # trial system attr: which process on which machine runs it
+HEARTBEAT_ATTR = "seqlab:heartbeat"  # trial system attr (journal storages): last sign of life
+FAULTS_ENV = "SEQLAB_TEST_FAULTS"
+DEFAULT_MAX_FAIL_STREAK = 5
+JOURNAL_CLOCK_SKEW_S = 10  # journal heartbeats use each host's clock: allow for drift
 
 
 class SurplusTrial(RuntimeError):
     """A trial started after the study already reached ``n_trials`` (a race between workers)."""
+
+
+class TuningError(RuntimeError):
+    """Trials keep failing in a row: a systematic problem (search space, data, memory)."""
+
+
+# Errors that fail one trial and let the study go on: NaN/inf losses, CUDA OOM (a RuntimeError),
+# an invalid sampled config (ConfigError is a ValueError). Anything else is a bug and stops the
+# worker at once; repeated trial errors stop it through the fail-streak guard.
+TRIAL_ERRORS: tuple[type[Exception], ...] = (
+    NonFiniteLossError, SurplusTrial, RuntimeError, ValueError, ArithmeticError, MemoryError,
+)
 
 
 class TrialTracking(Protocol):
@@ -58,12 +97,10 @@ def is_journal(url: str) -> bool:
 
 
 def make_storage(url: str, heartbeat_interval: int = 10) -> optuna.storages.BaseStorage:
-    """An Optuna storage for a URL; SQLite folders are created, stale trials get a heartbeat."""
+    """An Optuna storage for a URL; SQLite folders are created, RDB trials get a heartbeat."""
     if is_journal(url):
         path = url.removeprefix("journal:")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
         return JournalStorage(JournalFileBackend(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
@@ -72,29 +109,45 @@ def make_storage(url: str, heartbeat_interval: int = 10) -> optuna.storages.Base
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=heartbeat_interval * 2,
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=heartbeat_interval * 2,
+        )
+
+
+def make_sampler(cfg: PipelineConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE with the configured seed; each worker gets its own offset (same seed, same params)."""
+    t = cfg.tune
+    seed = None if t.sampler_seed is None else t.sampler_seed + seed_offset
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.n_startup_trials,
+                                      constant_liar=True)  # running trials steer others away
+
+
+def make_pruner(cfg: PipelineConfig) -> optuna.pruners.BasePruner:
+    t = cfg.tune
+    return optuna.pruners.MedianPruner(n_startup_trials=t.n_startup_trials,
+                                       n_warmup_steps=t.n_warmup_steps)
 
 
 def make_study(cfg: PipelineConfig, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
-    t = cfg.tune
-    sampler = optuna.samplers.TPESampler(seed=t.sampler_seed, n_startup_trials=t.n_startup_trials)
-    pruner = optuna.pruners.MedianPruner(
-        n_startup_trials=t.n_startup_trials, n_warmup_steps=t.n_warmup_steps
-    )
     return optuna.create_study(
-        study_name=cfg.study_name, storage=storage, direction="minimize", sampler=sampler,
-        pruner=pruner, load_if_exists=True,
+        study_name=cfg.study_name, storage=storage, direction="minimize",
+        sampler=make_sampler(cfg), pruner=make_pruner(cfg), load_if_exists=True,
     )
 
 
-def load_study(name: str, storage: optuna.storages.BaseStorage | str) -> optuna.Study:
+def load_study(name: str, storage: optuna.storages.BaseStorage | str,
+               cfg: PipelineConfig | None = None, seed_offset: int = 0) -> optuna.Study:
+    """Load a study by name; with ``cfg``, with the configured sampler (offset seed) and pruner."""
+    kwargs: dict[str, Any] = {}
+    if cfg is not None:
+        kwargs = {"sampler": make_sampler(cfg, seed_offset), "pruner": make_pruner(cfg)}
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=storage, **kwargs)
     except KeyError:
         raise ValueError(f"study {name!r} not found in the storage; start it with `seqlab run`") from None
 
@@ -110,28 +163,69 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this host is gone (any storage).
-
-    RDB storages also fail stale trials by heartbeat; journal files have no heartbeat, and a
-    killed local worker should not leave its trial RUNNING until the grace period passes.
-    """
-    failed = []
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.system_attrs.get("seqlab:owner") or {}
-        if owner.get("host") != host or _pid_alive(int(owner.get("pid", -1))):
-            continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died")
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                failed.append(t.number)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    return failed
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running) trials."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return len(trials) - running, running
 
 
-def _pid_alive(pid: int) -> bool:
+def largest_model_params(cfg: PipelineConfig) -> int | None:
+    """Parameters of the largest model the search space can sample (to choose GPU packing)."""
+    space = cfg.tune.search_space
+
+    def values(key: str, current: Any) -> list[Any]:
+        spec = space.get(key)
+        if spec is None:
+            return [current]
+        return list(spec.choices or []) if spec.type == "categorical" else [spec.high]
+
+    try:
+        hidden = max(int(v) for v in values("model.hidden_size", cfg.model.hidden_size))
+        layers = max(int(v) for v in values("model.num_layers", cfg.model.num_layers))
+        horizon = max(int(v) for v in values("window.horizon", cfg.window.horizon))
+        n_features = 1 + len(cfg.data.covariates)
+        return max(recurrent_params(str(c), n_features, hidden, layers, horizon)
+                   for c in values("model.cell", cfg.model.cell))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- dead workers
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a process, from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], fields[19]
+
+
+def owner_record(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a trial: host, boot id and the process's pid and start time (pids get reused)."""
+    pid = os.getpid() if pid is None else pid
+    stat = _proc_stat(pid)
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid,
+            "start": stat[1] if stat else None}
+
+
+def owner_alive(owner: dict[str, Any]) -> bool | None:
+    """Whether a trial's worker still runs; ``None`` when it ran elsewhere (heartbeats decide)."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return None
+    boot = _boot_id()
+    if owner.get("boot") and boot and owner["boot"] != boot:
+        return None  # another machine with the same name, or this one rebooted: cannot tell
+    pid = int(owner.get("pid", -1))
     if pid <= 0:
         return False
     try:
@@ -139,13 +233,155 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    # A zombie (killed child not yet reaped) is not alive for our purposes.
+        pass  # exists, owned by another user
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: the pid exists, that is all we know
+    state, start = stat
+    if state in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    return not (owner.get("start") and start != owner["start"])  # same pid, other process
+
+
+def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    storage = study._storage
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # finished meanwhile, or another process failed it first
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker process on this machine is gone (any storage)."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.system_attrs.get(OWNER_ATTR) or {}
+        if owner_alive(owner) is False:
+            reason = f"worker process died (pid {owner.get('pid')} on {owner.get('host')})"
+            if _fail_trial(study, t, reason):
+                failed.append(t.number)
+    return failed
+
+
+def fail_stale_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
+    """Fail RUNNING trials whose heartbeat stopped (a worker on another host died).
+
+    RDB storages: Optuna's heartbeat table (the storage's own interval). Journal files: the
+    ``seqlab:heartbeat`` attribute written by :class:`Objective` every ``heartbeat_interval``.
+    """
+    storage = study._storage
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale: list[FrozenTrial] = []
+    rdb_interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if rdb_interval:
+        backend = getattr(storage, "_backend", storage)
+        grace = getattr(backend, "grace_period", None) or 2 * rdb_interval
+        get_ids = getattr(storage, "_get_stale_trial_ids", None)
+        if get_ids is None:  # not in this Optuna: its own function, without reasons
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                optuna.storages.fail_stale_trials(study)
+            return []
+        ids = set(get_ids(study._study_id))
+        stale = [t for t in running if t._trial_id in ids]
+    elif heartbeat_interval and isinstance(storage, JournalStorage):
+        grace = 2 * heartbeat_interval + JOURNAL_CLOCK_SKEW_S
+        now = time.time()
+        stale = [t for t in running
+                 if now - float(t.system_attrs.get(HEARTBEAT_ATTR, now)) > grace]
+    failed = []
+    for t in stale:
+        reason = f"no heartbeat for over {grace}s: its worker died or lost the storage"
+        if _fail_trial(study, t, reason):
+            failed.append(t.number)
+    return failed
+
+
+def reap_dead_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
+    """Fail every RUNNING trial whose worker is gone; returns their numbers."""
+    dead = fail_orphaned_trials(study) + fail_stale_trials(study, heartbeat_interval)
+    if dead:
+        log.warning("study %s: failed trial(s) %s of dead workers", study.study_name, sorted(dead))
+    return sorted(dead)
+
+
+@contextmanager
+def _journal_heartbeat(study: optuna.Study, trial: optuna.Trial, interval: int) -> Iterator[None]:
+    """Journal files have no heartbeat of their own: write one as a trial attribute."""
+    storage = study._storage
+    if not isinstance(storage, JournalStorage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time())
+            except Exception:  # finished (failed as stale) or storage gone: stop beating
+                return
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"seqlab-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+# ---------------------------------------------------------------- injected faults (tests)
+
+
+FAULT_KINDS = ("oom", "nan", "error", "stall")
+
+
+def injected_faults(spec: str | None = None) -> dict[int | str, tuple[str, float]]:
+    """Parse ``SEQLAB_TEST_FAULTS``, which makes chosen trials fail, for tests on CPU.
+
+    ``"2:oom,3:nan"`` makes trial 2 raise a (fake) CUDA out-of-memory error and trial 3 a
+    non-finite loss; ``error`` raises a RuntimeError; ``stall`` (``stall=SECONDS``, default 0.5)
+    sleeps every epoch so a test can kill a worker mid-trial; ``*`` matches every trial. The
+    faults are raised from a training callback, through the same path as real ones.
+    """
+    spec = os.environ.get(FAULTS_ENV, "") if spec is None else spec
+    out: dict[int | str, tuple[str, float]] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        target, _, kind = item.partition(":")
+        kind, _, arg = kind.partition("=")
+        try:
+            key: int | str = "*" if target.strip() == "*" else int(target)
+            seconds = float(arg) if arg else 0.5
+        except ValueError:
+            key, seconds, kind = "", 0.0, ""
+        if kind not in FAULT_KINDS or key == "":
+            raise ValueError(f"{FAULTS_ENV}: bad entry {item!r}; expected TRIAL:KIND with TRIAL a "
+                             f"number or *, KIND one of {', '.join(FAULT_KINDS)} (stall=SECONDS)")
+        out[key] = (kind, seconds)
+    return out
+
+
+class InjectedFault(Callback):
+    """Raises a chosen failure after the first epoch (or stalls every epoch)."""
+
+    def __init__(self, kind: str, seconds: float = 0.5) -> None:
+        self.kind, self.seconds = kind, seconds
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        tag = f"(injected by {FAULTS_ENV})"
+        if self.kind == "stall":
+            time.sleep(self.seconds)
+        elif self.kind == "oom":
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 20.00 GiB {tag}")
+        elif self.kind == "nan":
+            raise NonFiniteLossError(f"loss became nan at epoch {epoch} {tag}")
+        else:
+            raise RuntimeError(f"trial failed {tag}")
 
 
 # ---------------------------------------------------------------- search space and objective
@@ -189,10 +425,33 @@ class _LastEpoch(Callback):
         self.best = min(self.best, metrics["val/loss"])
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
+def is_oom(exc: BaseException) -> bool:
+    return (isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+            or "out of memory" in str(exc).lower())
 
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+def failure_reason(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, MemoryError) and not first:
+        first = "out of host memory"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _gpu_peak_mb() -> float | None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return None
+
+
+def _close(handle: TrialRunHandle | None, state: str, metrics: dict[str, float],
+           reason: str | None = None) -> None:
+    """Close a trial's run; a tracking failure must not mask the trial's own outcome."""
+    if handle is None:
+        return
+    try:
+        handle.close(state, metrics, reason)
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not close the run of a trial (%s): %s", state, e)
 
 
 @dataclass
@@ -206,61 +465,76 @@ class Objective:
 
     def __post_init__(self) -> None:
         self._prepared: dict[tuple, Any] = {}
+        self.heartbeat_interval = self.cfg.tune.heartbeat_interval
+        self.faults = injected_faults()  # a bad spec fails here, before any trial
 
     def _prepared_for(self, cfg: PipelineConfig):
         key = (cfg.window.input_size, cfg.window.horizon, cfg.val_size, cfg.window.stride,
-               cfg.window.scaler)
+               cfg.window.scaler, cfg.window.transform, cfg.window.local_norm)
         if key not in self._prepared:
             self._prepared[key] = prepare_data(self.series, cfg)
         return self._prepared[key]
 
     def __call__(self, trial: optuna.Trial) -> float:
         study = trial.study
-        # Exactly n_trials: a trial that starts after the quota was met (by racing workers)
-        # ends FAILED as surplus and is not counted.
+        # Exactly n_trials: a trial that starts when n_trials trials numbered before it are
+        # finished or running (racing workers) fails as surplus and is not counted.
         ahead = [t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
                  if t.number < trial.number]
         if len(ahead) >= self.n_trials:
-            study.stop()
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("fail_reason", f"surplus: {self.n_trials} trials were already "
+                                               "finished or running when it started")
             raise SurplusTrial(f"study already holds {self.n_trials} trials")
-        study._storage.set_trial_system_attr(
-            trial._trial_id, "seqlab:owner", {"host": socket.gethostname(), "pid": os.getpid()}
-        )
-        params = suggest(trial, self.cfg.tune.search_space)
-        cfg = with_overrides(self.cfg, params)
-        prepared = self._prepared_for(cfg)
-        handle = self.tracking.open(trial, params) if self.tracking else None
-        if handle is not None:
-            trial.set_user_attr("mlflow_run_id", handle.run_id)
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_record())
+        with _journal_heartbeat(study, trial, self.heartbeat_interval):
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial) -> float:
+        handle: TrialRunHandle | None = None
         last = _LastEpoch()
-        callbacks: list[Callback] = [last, PruningCallback(trial)]
-        if handle is not None:
-            callbacks.insert(0, handle.callback())
         try:
+            params = suggest(trial, self.cfg.tune.search_space)
+            cfg = with_overrides(self.cfg, params)  # ConfigError on an invalid sampled value
+            prepared = self._prepared_for(cfg)
+            if self.tracking is not None:
+                handle = self.tracking.open(trial, params)
+                trial.set_user_attr("mlflow_run_id", handle.run_id)
+            callbacks: list[Callback] = [last, PruningCallback(trial)]
+            if handle is not None:
+                callbacks.insert(0, handle.callback())
+            fault = self.faults.get(trial.number) or self.faults.get("*")
+            if fault:
+                callbacks.append(InjectedFault(*fault))
             _, hist = train_model(prepared, cfg, callbacks)
         except optuna.TrialPruned as e:
             trial.set_user_attr("epochs", last.epoch + 1)
-            if handle:
-                handle.close("PRUNED", {"val/best_loss": last.best}, str(e))
+            _close(handle, "PRUNED", {"val/best_loss": last.best, **_peak_metric()}, str(e))
             raise
         except Exception as e:
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if _is_oom(e):
-                reason = f"CUDA out of memory: {str(e).splitlines()[0][:200]}"
+            reason = failure_reason(e)
             trial.set_user_attr("fail_reason", reason)
-            if handle:
-                handle.close("FAILED", {}, reason)
+            if is_oom(e):
+                trial.set_user_attr("oom", True)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # give the memory back before the next trial
+            _close(handle, "FAILED", _peak_metric(), reason)
             raise
-        except BaseException:  # KeyboardInterrupt: leave nothing RUNNING in MLflow
-            if handle:
-                handle.close("KILLED", {}, "interrupted")
+        except BaseException:  # KeyboardInterrupt / SIGTERM: leave nothing RUNNING
+            trial.set_user_attr("fail_reason", "interrupted (SIGTERM or Ctrl-C)")
+            _close(handle, "KILLED", {}, "interrupted")
             raise
         trial.set_user_attr("epochs", hist.epochs)
         trial.set_user_attr("best_epoch", hist.best_epoch)
-        summary = _history_metrics(hist)
-        if handle:
-            handle.close("COMPLETE", summary)
+        if hist.gpu_mem_peak_mb is not None:
+            trial.set_user_attr("gpu_mem_peak_mb", round(hist.gpu_mem_peak_mb, 1))
+        _close(handle, "COMPLETE", _history_metrics(hist))
         return hist.best_val_loss
+
+
+def _peak_metric() -> dict[str, float]:
+    peak = _gpu_peak_mb()
+    return {} if peak is None else {"sys/gpu_mem_peak_mb": peak}
 
 
 def _history_metrics(hist: History) -> dict[str, float]:
@@ -274,24 +548,12 @@ def _history_metrics(hist: History) -> dict[str, float]:
 # ---------------------------------------------------------------- running
 
 
-def _quota_callback(n_trials: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    def stop_when_full(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished_count(study) >= n_trials:
-            study.stop()
-
-    return stop_when_full
-
-
-def _oom_callback(keep_on_oom: bool) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    """Lower the packing: a worker sharing its GPU leaves after a CUDA OOM (one per GPU stays)."""
-
-    def leave_on_oom(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and "out of memory" in str(
-            trial.user_attrs.get("fail_reason", "")
-        ) and not keep_on_oom:
-            study.stop()
-
-    return leave_on_oom
+def _run_one(study: optuna.Study, objective: Objective) -> FrozenTrial:
+    """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell)."""
+    ran: list[FrozenTrial] = []
+    study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS,
+                   callbacks=[lambda _s, t: ran.append(t)], gc_after_trial=False)
+    return ran[0]
 
 
 def run_trials(
@@ -299,38 +561,73 @@ def run_trials(
     objective: Objective,
     timeout: float | None = None,
     keep_on_oom: bool = True,
+    max_fail_streak: int = DEFAULT_MAX_FAIL_STREAK,
+    poll: float = 1.0,
 ) -> int:
-    """Run trials in this process until the study holds ``n_trials`` finished ones (or timeout).
+    """Run trials in this process until the study holds ``n_trials`` finished ones.
 
+    Waits while other workers hold the remaining trials (one of them may fail and need a
+    replacement), fails trials of dead workers, leaves after a CUDA OOM unless ``keep_on_oom``
+    (a worker sharing its GPU makes room), stops launching trials after ``timeout`` seconds, and
+    raises :class:`TuningError` after ``max_fail_streak`` failed trials in a row.
     Returns the number of trials this call finished.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    before = finished_count(study)
-    if before >= objective.n_trials:
-        return 0
-    study.optimize(
-        objective,
-        n_trials=None,
-        timeout=timeout,
-        catch=(NonFiniteLossError, SurplusTrial, RuntimeError, ValueError),
-        callbacks=[_quota_callback(objective.n_trials), _oom_callback(keep_on_oom)],
-        gc_after_trial=False,
-    )
-    return finished_count(study) - before
+    # Optuna logs each failed trial with its traceback; we log one line with the reason.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    n = objective.n_trials
+    start = time.monotonic()
+    done = streak = 0
+    reasons: list[str] = []
+    while True:
+        reap_dead_trials(study, objective.heartbeat_interval)
+        finished, running = _counts(study)
+        if finished >= n or (timeout is not None and time.monotonic() - start >= timeout):
+            return done
+        if finished + running >= n:
+            time.sleep(poll)
+            continue
+        trial = _run_one(study, objective)
+        if trial.state in FINISHED:
+            done, streak, reasons = done + 1, 0, []
+            continue
+        if trial.user_attrs.get("surplus"):
+            continue
+        streak += 1
+        reason = str(trial.user_attrs.get("fail_reason") or "no reason recorded")
+        reasons.append(reason)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        if trial.user_attrs.get("oom") and not keep_on_oom:
+            log.warning("out of memory: this worker leaves to lower the packing on its GPU")
+            return done
+        if streak >= max_fail_streak:
+            distinct = "; ".join(dict.fromkeys(reasons))
+            raise TuningError(
+                f"study {study.study_name!r}: {streak} trials in a row failed ({distinct}); "
+                "check tune.search_space and the training config, then run again"
+            )
 
 
 def wait_for_trials(study: optuna.Study, n_trials: int, timeout: float | None,
-                    poll: float = 2.0) -> int:
+                    poll: float = 2.0, heartbeat_interval: int | None = None) -> int:
     """With no local workers: wait until external workers finish the study (or timeout)."""
     start = time.monotonic()
-    while finished_count(study) < n_trials:
+    seen = -1
+    while True:
+        reap_dead_trials(study, heartbeat_interval)
+        done = finished_count(study)
+        if done >= n_trials:
+            return done
+        if done != seen:
+            log.info("study %s: %d/%d trials finished; waiting for `seqlab tune-worker` processes",
+                     study.study_name, done, n_trials)
+            seen = done
         if timeout is not None and time.monotonic() - start > timeout:
             raise TimeoutError(
-                f"study {study.study_name!r} holds {finished_count(study)}/{n_trials} finished "
-                f"trials after {timeout:.0f}s; start workers with `seqlab tune-worker`"
+                f"study {study.study_name!r} holds {done}/{n_trials} finished trials after "
+                f"{timeout:.0f}s; start workers with `seqlab tune-worker --study "
+                f"{study.study_name} --storage URL`"
             )
         time.sleep(poll)
-    return finished_count(study)
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:
@@ -346,10 +643,12 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(done, key=lambda t: t.value) if done else None  # type: ignore[arg-type]
+    failed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")]
     return {
         "study": study.study_name,
         "trials": counts,
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,
         "best_params": json.loads(json.dumps(best.params)) if best else {},
+        "fail_reasons": {t.number: t.user_attrs.get("fail_reason", "") for t in failed[-10:]},
     }

@@ -1,0 +1,159 @@
+"""Workers: the pipeline's tuning entry point, the worker command line, a real worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from seqlab import tune, workers
+from seqlab.config import build_config
+from seqlab.data import validate
+from seqlab.devices import WorkerSlot
+from seqlab.pipeline import ingest, validate_data
+
+ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+       "DO_NOT_TRACK": "true"}
+
+
+def write_sine_csv(path: Path, n: int = 90) -> Path:
+    pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+                  "y": 10 + np.sin(np.arange(n) * 2 * np.pi / 7)}).to_csv(path, index=False)
+    return path
+
+
+def tiny_config(tmp_path, **tune_overrides):
+    return build_config({
+        "data": {"source": str(write_sine_csv(tmp_path / "sine.csv")), "time_column": "ds",
+                 "target": "y", "freq": "D"},
+        "window": {"input_size": 14, "horizon": 7},
+        "model": {"cell": "gru", "hidden_size": 4},
+        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
+        "tune": {"n_trials": 2, "storage": f"sqlite:///{tmp_path}/optuna.db", "n_startup_trials": 2,
+                 "workers": 1, "heartbeat_interval": 2, **tune_overrides,
+                 "search_space": tune_overrides.get("search_space", {
+                     "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}})},
+    })
+
+
+def series_for(cfg):
+    return validate_data(ingest(cfg), cfg)
+
+
+@pytest.fixture(autouse=True)
+def quiet_and_no_faults(monkeypatch):
+    monkeypatch.delenv(tune.FAULTS_ENV, raising=False)
+    monkeypatch.setattr(workers, "_interrupt_on_sigterm", lambda: None)  # keep pytest's handler
+
+
+def published_study(cfg, series, digest=None):
+    study = tune.make_study(cfg, tune.make_storage(cfg.tune.storage))
+    tune.publish(study, cfg, digest or series.digest, None)
+    return study
+
+
+# ---------------------------------------------------------------- the pipeline side
+
+
+def test_tune_study_tops_up_then_reports_already_complete(tmp_path):
+    cfg = tiny_config(tmp_path)
+    series = series_for(cfg)
+    first = workers.tune_study(cfg, series)
+    assert first["mode"] == "in-process" and first["finished_after"] == 2
+    assert first["running_trials"] == [] and set(first["best_params"]) == {"train.lr"}
+    second = workers.tune_study(cfg, series)
+    assert second["mode"] == "already complete" and second["finished_before"] == 2
+    assert second["best_params"] == first["best_params"]
+
+
+def test_no_trials_touches_no_storage(tmp_path):
+    cfg = tiny_config(tmp_path, n_trials=0)
+    out = workers.tune_study(cfg, series_for(cfg))
+    assert out["best_params"] == {} and out["running_trials"] == []
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_waiting_for_external_workers_times_out_with_instructions(tmp_path):
+    cfg = tiny_config(tmp_path, workers=0, wait_timeout=0.5)
+    with pytest.raises(TimeoutError, match="seqlab tune-worker --study"):
+        workers.tune_study(cfg, series_for(cfg))
+
+
+def test_worker_commands_pass_packing_and_heartbeat():
+    keep = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(0, 0, keep_on_oom=True), None, 5)
+    leave = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(1, 0, keep_on_oom=False), 60)
+    assert keep[1:3] == ["-m", "seqlab.workers"] and "--leave-on-oom" not in keep
+    assert keep[keep.index("--heartbeat-interval") + 1] == "5"
+    assert "--leave-on-oom" in leave and leave[leave.index("--timeout") + 1] == "60"
+
+
+def test_each_worker_gets_its_own_sampler_seed(monkeypatch):
+    monkeypatch.setenv("SEQLAB_WORKER_RANK", "3")
+    assert workers.worker_seed_offset() == 4
+    monkeypatch.delenv("SEQLAB_WORKER_RANK")
+    assert workers.worker_seed_offset() > 0  # never the pipeline's own (offset 0)
+
+
+# ---------------------------------------------------------------- the worker command line
+
+
+def test_worker_joins_a_published_study_and_fills_it(tmp_path):
+    cfg = tiny_config(tmp_path, n_trials=2)
+    published_study(cfg, series_for(cfg))
+    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 0
+    study = optuna.load_study(study_name=cfg.study_name, storage=cfg.tune.storage)
+    assert tune.finished_count(study) == 2
+
+
+def test_worker_exit_codes_for_user_errors(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    series = series_for(cfg)
+    assert workers.main(["--study", "nope", "--storage", cfg.tune.storage]) == 2
+    assert "not found" in capsys.readouterr().err
+    published_study(cfg, series, digest="0" * 64)
+    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 2
+    assert "differs from the study's" in capsys.readouterr().err
+
+
+def test_worker_stops_on_a_fail_streak_with_exit_code_3(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, search_space={
+        "model.hidden_size": {"type": "int", "low": 0, "high": 0}})
+    published_study(cfg, series_for(cfg))
+    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 3
+    assert "trials in a row failed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a real worker process
+
+
+def test_sigterm_fails_the_running_trial_and_exits_cleanly(tmp_path):
+    cfg = tiny_config(tmp_path, n_trials=3)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 50})})
+    study = published_study(cfg, series_for(cfg))
+    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=0.2", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqlab.workers", "--study", cfg.study_name,
+                             "--storage", cfg.tune.storage], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the worker never started a trial"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == workers.EXIT_INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"].startswith("interrupted")
