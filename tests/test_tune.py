@@ -5,12 +5,11 @@ from __future__ import annotations
 import subprocess
 import time
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from conftest import sine_frame
 from seqlab import tune
 from seqlab.config import ParamSpec, build_config
 from seqlab.data import validate
@@ -47,11 +46,7 @@ def tiny_config(tmp_path, storage: str | None = None, **tune_overrides):
 
 @pytest.fixture(scope="module")
 def series():
-    n = 90
-    frame = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq="D"),
-                          "y": 10 + np.sin(np.arange(n) * 2 * np.pi / 7)})
-    cfg = tiny_config("/unused")
-    return validate(frame, cfg.data, source="x")
+    return validate(sine_frame(n=90), tiny_config("/unused").data, source="x")
 
 
 @pytest.fixture(autouse=True)

@@ -9,15 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from conftest import sine_frame
 from seqlab import tune, workers
 from seqlab.config import build_config
-from seqlab.data import validate
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
 
@@ -26,8 +24,7 @@ ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "
 
 
 def write_sine_csv(path: Path, n: int = 90) -> Path:
-    pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
-                  "y": 10 + np.sin(np.arange(n) * 2 * np.pi / 7)}).to_csv(path, index=False)
+    sine_frame(n=n).to_csv(path, index=False)
     return path
 
 

@@ -82,13 +82,14 @@ def test_rollback_manual_promotion_and_history(store) -> None:
 
 @pytest.mark.parametrize("args, fragment", [
     (["promote", NAME, "--version", "99", "--reason", "x"], "has no version 99"),
-    (["promote", NAME, "--version", "1", "--reason", "x"], "already the champion"),
+    (["promote", NAME, "--version", "CURRENT", "--reason", "x"], "already the champion"),
     (["models", "no-such-model"], "not found"),
     (["rollback", "no-such-model"], "not found"),
 ])
 def test_registry_misuse_is_a_clear_error(store, args, fragment) -> None:
     _, uri, client, _ = store
     before = registry.alias_version(client, NAME, "champion")
+    args = [before if a == "CURRENT" else a for a in args]
     r = CliRunner().invoke(app, [*args, "--tracking-uri", uri])
     assert r.exit_code == 2
     assert fragment in r.output
