@@ -36,7 +36,7 @@ run: install
 
 ## The whole test suite (unit, integration, real servers; PostgreSQL tests skip when unreachable).
 test: install-dev
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
 
 ## Browser test of the MLflow UI (installs Debian's chromium + chromedriver when missing).
 e2e: install-dev
