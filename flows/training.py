@@ -178,11 +178,18 @@ def _prefect_tags() -> dict[str, str]:
     return tags
 
 
+def _scheduled_trigger() -> str | None:
+    """``schedule`` when Prefect's scheduler created this flow run."""
+    fr = getattr(get_run_context(), "flow_run", None)
+    return "schedule" if fr is not None and getattr(fr, "auto_scheduled", False) else None
+
+
 @flow(name="seqlab-training", log_prints=True)
 def training_pipeline(config: str = DEFAULT_CONFIG, overrides: list[str] | None = None,
                       trigger: str | None = None) -> dict[str, Any]:
     """Tune, train, evaluate, register and (maybe) promote a recurrent forecaster."""
     cfg = load_config(config, overrides or [])
+    trigger = trigger or _scheduled_trigger()
     if trigger:
         cfg = with_overrides(cfg, {"tracking.trigger": trigger})
     raw = ingest_task(cfg)

@@ -72,56 +72,32 @@ def tiny_config(tmp_path, storage: str):
 
 def test_two_workers_fill_the_study_exactly_with_nested_runs(tmp_path, pg_url):
     cfg = tiny_config(tmp_path, pg_url)
-    series = validate_data(ingest(cfg), cfg)
-    parent = tracking.start_pipeline_run(cfg, series)
     storage = tune.make_storage(pg_url)  # creates the schema once, before anyone races for it
 
-    # The pipeline side, as flows/training.py's tune task runs it, waits for external workers.
-    outcome: dict = {}
-
-    def pipeline() -> None:
+    # Two workers, started with the pipeline as a scheduler would: they wait for the study.
+    # Each trial stalls a little so that the two really overlap.
+    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=0.2"}
+    cmd = [sys.executable, "-m", "seqlab.workers", "--study", cfg.study_name, "--storage", pg_url,
+           "--wait-for-study", "120"]
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        series = validate_data(ingest(cfg), cfg)
+        parent = tracking.start_parent_run(cfg, {"seqlab.data_digest": series.digest})
         spec = {"tracking_uri": parent.tracking_uri, "experiment_id": parent.experiment_id,
                 "parent_run_id": parent.run_id}
-        try:
-            summary = tune_study(cfg, series, spec)
-            tracking.fail_dangling_trial_runs(parent.tracking_uri, parent.experiment_id,
-                                              summary["study"], set(summary["running_trials"]))
-            outcome["summary"] = summary
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            outcome["error"] = e
-
-    waiting = threading.Thread(target=pipeline, daemon=True)
-    waiting.start()
-    deadline = time.monotonic() + 60
-    while tune.ATTR_TRACKING not in _study_attrs(cfg.study_name, storage):
-        assert waiting.is_alive(), outcome
-        assert time.monotonic() < deadline, "the pipeline never published the study"
-        time.sleep(0.2)
-
-    # Two workers on the study, through both entry points; each trial stalls a little so the
-    # two really overlap.
-    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=0.3"}
-    args = ["--study", cfg.study_name, "--storage", pg_url]
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "seqlab.workers", *args], env=env,
-                         stderr=subprocess.PIPE, text=True),
-        subprocess.Popen([sys.executable, "-m", "seqlab.cli", "tune-worker", *args], env=env,
-                         stderr=subprocess.PIPE, text=True),
-    ]
-    try:
-        logs = [p.communicate(timeout=180)[1] for p in procs]
+        # The pipeline side, as flows/training.py's tune task runs it (tune.workers=0: it waits).
+        summary = tune_study(cfg, series, spec)
+        tracking.fail_dangling_trial_runs(parent.tracking_uri, parent.experiment_id,
+                                          summary["study"], set(summary["running_trials"]))
+        logs = [p.communicate(timeout=120)[1] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     assert [p.returncode for p in procs] == [0, 0], logs
-    waiting.join(60)
-    assert not waiting.is_alive() and "error" not in outcome, outcome
-    assert outcome["summary"]["finished_after"] == N_TRIALS
-    assert outcome["summary"]["mode"] == "external workers"
+    assert summary["mode"] == "external workers" and summary["finished_after"] == N_TRIALS
 
-    study = tune.load_study(cfg.study_name, storage)
-    trials = study.get_trials()
+    trials = tune.load_study(cfg.study_name, storage).get_trials()
     finished = [t for t in trials if t.state in tune.FINISHED]
     assert len(finished) == N_TRIALS
     assert not [t for t in trials if t.state == TrialState.RUNNING]
@@ -129,22 +105,13 @@ def test_two_workers_fill_the_study_exactly_with_nested_runs(tmp_path, pg_url):
     assert all(t.user_attrs.get("surplus") for t in trials if t.state == TrialState.FAIL)
     assert len({t.params["train.lr"] for t in finished}) == N_TRIALS  # no repeated parameters
 
-    client = MlflowClient(parent.tracking_uri)
     children = tracking.child_runs(parent)
     numbers = [r.data.tags["optuna.trial_number"] for r in children]
     assert len(numbers) == len(set(numbers))  # one run per trial, none twice
-    assert set(numbers) == {str(t.number) for t in trials if "mlflow_run_id" in t.user_attrs}
-    assert {str(t.number) for t in finished} <= set(numbers)
-    assert all(r.info.status == "FINISHED" for r in children)
+    assert set(numbers) == {str(t.number) for t in finished}
     assert {r.info.run_id for r in children} == {t.user_attrs["mlflow_run_id"] for t in finished}
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert all(r.data.tags[tracking.PARENT_TAG] == parent.run_id for r in children)
     owners = {r.data.tags["seqlab.worker"] for r in children}
     assert len(owners) == 2, f"expected both workers to run trials, got {owners}"
-    assert client.get_run(parent.run_id).info.status == "RUNNING"  # the flow ends it later
     tracking.end_run(parent)
-
-
-def _study_attrs(name: str, storage) -> dict:
-    try:
-        return tune.load_study(name, storage).user_attrs
-    except ValueError:
-        return {}

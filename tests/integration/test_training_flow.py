@@ -64,6 +64,19 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     assert sorted(c.data.tags["optuna.trial_number"] for c in children) == ["0", "1"]
 
 
+def test_prefect_markdown_summary_artifact(first_run) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, summary = first_run
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["seqlab-training-summary"])))
+    assert arts, "no summary artifact"
+    text = arts[0].data
+    assert summary["run_id"] in text and "seasonal_naive" in text and "version **1**" in text
+
+
 def test_registered_with_aliases_and_study(first_run) -> None:
     tmp, summary = first_run
     client = _client(tmp)
