@@ -1,8 +1,7 @@
-"""The tuner on real Optuna storages in tmp_path, with a tiny model on a synthetic sine series."""
+"""The objective and the trial loop on real Optuna storages in tmp_path: tiny model, sine data."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import optuna
@@ -10,19 +9,12 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import sine_frame
-from seqlab import tune
+from seqlab import tune, workers
 from seqlab.config import ParamSpec, build_config
 from seqlab.data import validate
-from seqlab.tune import (
-    HEARTBEAT_ATTR,
-    OWNER_ATTR,
-    Objective,
-    SurplusTrial,
-    TuningError,
-    make_storage,
-    make_study,
-    run_trials,
-)
+from seqlab.devices import recurrent_params
+from seqlab.tune import HEARTBEAT_ATTR, OWNER_ATTR, Objective, SurplusTrial, make_storage, make_study
+from seqlab.workers import TuningError, run_trials
 
 # ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -83,7 +75,7 @@ def test_largest_model_params_reads_the_space(tmp_path):
     cfg = tiny_config(tmp_path, search_space={
         "model.hidden_size": {"type": "categorical", "choices": [4, 512]},
         "model.num_layers": {"type": "int", "low": 1, "high": 2}})
-    assert tune.largest_model_params(cfg) == tune.recurrent_params("gru", 1, 512, 2, 7)
+    assert tune.largest_model_params(cfg) == recurrent_params("gru", 1, 512, 2, 7)
 
 
 # ---------------------------------------------------------------- quota and resume
@@ -136,7 +128,8 @@ def test_a_worker_waits_for_running_trials_and_replaces_those_that_fail(tmp_path
 # ---------------------------------------------------------------- failing trials
 
 
-def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_path, series, monkeypatch):
+def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_path, series,
+                                                                     monkeypatch):
     monkeypatch.setenv(tune.FAULTS_ENV, "1:nan")
     cfg = tiny_config(tmp_path)
     study = make_study(cfg, make_storage(cfg.tune.storage))
@@ -147,7 +140,8 @@ def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_path, 
     assert trials[1].user_attrs["fail_reason"].startswith("NonFiniteLossError: loss became nan")
 
 
-def test_a_real_divergence_fails_with_reason_and_a_streak_stops_with_a_clear_error(tmp_path, series):
+def test_a_real_divergence_fails_with_reason_and_a_streak_stops_with_clear_error(tmp_path,
+                                                                                 series):
     cfg = tiny_config(tmp_path, search_space={})
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": 1e30})})
     study = make_study(cfg, make_storage(cfg.tune.storage))
@@ -163,7 +157,7 @@ def test_bad_search_space_value_stops_instead_of_looping(tmp_path, series):
     study = make_study(cfg, make_storage(cfg.tune.storage))
     with pytest.raises(TuningError, match="5 trials in a row.*hidden_size"):
         run_trials(study, Objective(cfg, series, 3))
-    assert len(study.trials) == tune.DEFAULT_MAX_FAIL_STREAK
+    assert len(study.trials) == workers.DEFAULT_MAX_FAIL_STREAK
     assert "ConfigError" in study.trials[0].user_attrs["fail_reason"]
 
 
@@ -187,46 +181,7 @@ def test_injected_faults_spec():
             tune.injected_faults(bad)
 
 
-# ---------------------------------------------------------------- dead workers
-
-
-def _dead_pid() -> int:
-    p = subprocess.Popen(["true"])
-    p.wait()
-    return p.pid
-
-
-def test_trial_of_a_dead_local_worker_is_failed_with_reason(tmp_path):
-    storage = make_storage(f"{tmp_path}/study.log")  # journal: no heartbeat of its own
-    study = optuna.create_study(study_name="s", storage=storage)
-    dead, alive, remote = study.ask(), study.ask(), study.ask()
-    study._storage.set_trial_system_attr(dead._trial_id, OWNER_ATTR, tune.owner_record(_dead_pid()))
-    study._storage.set_trial_system_attr(alive._trial_id, OWNER_ATTR, tune.owner_record())
-    study._storage.set_trial_system_attr(remote._trial_id, OWNER_ATTR,
-                                         {"host": "elsewhere", "pid": 1})
-    assert tune.fail_orphaned_trials(study) == [dead.number]
-    failed = study.trials[dead.number]
-    assert failed.state == TrialState.FAIL
-    assert failed.user_attrs["fail_reason"].startswith("worker process died")
-    assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
-
-
-def test_pid_reuse_is_not_mistaken_for_the_worker():
-    owner = tune.owner_record()
-    assert tune.owner_alive(owner) is True
-    assert tune.owner_alive({**owner, "start": "1"}) is False  # same pid, another process
-    assert tune.owner_alive({**owner, "host": "elsewhere"}) is None
-
-
-def test_journal_trial_without_heartbeat_is_failed_as_stale(tmp_path):
-    study = optuna.create_study(study_name="s", storage=make_storage(f"{tmp_path}/study.log"))
-    silent, beating = study.ask(), study.ask()
-    old = time.time() - 3600
-    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
-    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
-    assert tune.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
-    assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
-    assert study.trials[1].state == TrialState.RUNNING
+# ---------------------------------------------------------------- trial liveness
 
 
 def test_journal_objective_writes_heartbeats(tmp_path, series):
@@ -235,13 +190,3 @@ def test_journal_objective_writes_heartbeats(tmp_path, series):
     assert run_trials(study, Objective(cfg, series, 1)) == 1
     [trial] = study.trials
     assert HEARTBEAT_ATTR in trial.system_attrs and OWNER_ATTR in trial.system_attrs
-
-
-def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):
-    storage = make_storage(f"sqlite:///{tmp_path}/hb.db", heartbeat_interval=1)
-    study = optuna.create_study(study_name="s", storage=storage)
-    trial = study.ask()
-    study._storage.record_heartbeat(trial._trial_id)
-    time.sleep(3.2)  # grace is 2 s; SQLite's clock has one-second resolution
-    assert tune.fail_stale_trials(study) == [trial.number]
-    assert "no heartbeat for over 2s" in study.trials[0].user_attrs["fail_reason"]

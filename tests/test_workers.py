@@ -1,4 +1,5 @@
-"""Workers: the pipeline's tuning entry point, the worker command line, a real worker process."""
+"""Workers: the pipeline's tuning entry point, the worker command line, dead-worker recovery,
+and a real worker process."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from seqlab import tune, workers
 from seqlab.config import build_config
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
+from seqlab.tune import HEARTBEAT_ATTR, OWNER_ATTR
 
 ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
        "DO_NOT_TRACK": "true"}
@@ -44,6 +46,10 @@ def tiny_config(tmp_path, **tune_overrides):
 
 def series_for(cfg):
     return validate_data(ingest(cfg), cfg)
+
+
+# ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +92,7 @@ def test_waiting_for_external_workers_times_out_with_instructions(tmp_path):
 
 
 def test_worker_commands_pass_packing_and_heartbeat():
-    keep = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(0, 0, keep_on_oom=True), None, 5)
+    keep = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(0, 0, True), None, 5)
     leave = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(1, 0, keep_on_oom=False), 60)
     assert keep[1:3] == ["-m", "seqlab.workers"] and "--leave-on-oom" not in keep
     assert keep[keep.index("--heartbeat-interval") + 1] == "5"
@@ -129,6 +135,58 @@ def test_worker_stops_on_a_fail_streak_with_exit_code_3(tmp_path, capsys):
     assert "trials in a row failed" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- dead workers
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_trial_of_a_dead_local_worker_is_failed_with_reason(tmp_path):
+    storage = tune.make_storage(f"{tmp_path}/study.log")  # journal: no heartbeat of its own
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead, alive, remote = study.ask(), study.ask(), study.ask()
+    study._storage.set_trial_system_attr(dead._trial_id, OWNER_ATTR, tune.owner_record(_dead_pid()))
+    study._storage.set_trial_system_attr(alive._trial_id, OWNER_ATTR, tune.owner_record())
+    study._storage.set_trial_system_attr(remote._trial_id, OWNER_ATTR,
+                                         {"host": "elsewhere", "pid": 1})
+    assert workers.fail_orphaned_trials(study) == [dead.number]
+    failed = study.trials[dead.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"].startswith("worker process died")
+    assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
+
+
+def test_pid_reuse_is_not_mistaken_for_the_worker():
+    owner = tune.owner_record()
+    assert workers.owner_alive(owner) is True
+    assert workers.owner_alive({**owner, "start": "1"}) is False  # same pid, another process
+    assert workers.owner_alive({**owner, "host": "elsewhere"}) is None
+
+
+def test_journal_trial_without_heartbeat_is_failed_as_stale(tmp_path):
+    study = optuna.create_study(study_name="s", storage=tune.make_storage(f"{tmp_path}/study.log"))
+    silent, beating = study.ask(), study.ask()
+    old = time.time() - 3600
+    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
+    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
+    assert workers.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
+    assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
+    assert study.trials[1].state == TrialState.RUNNING
+
+
+def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):
+    storage = tune.make_storage(f"sqlite:///{tmp_path}/hb.db", heartbeat_interval=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(3.2)  # grace is 2 s; SQLite's clock has one-second resolution
+    assert workers.fail_stale_trials(study) == [trial.number]
+    assert "no heartbeat for over 2s" in study.trials[0].user_attrs["fail_reason"]
+
+
 # ---------------------------------------------------------------- a real worker process
 
 
@@ -154,3 +212,16 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(tmp_path):
     [trial] = study.get_trials()
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"].startswith("interrupted")
+
+
+def test_cli_tune_worker_joins_the_study(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqlab.cli import app
+
+    cfg = tiny_config(tmp_path, n_trials=1)
+    published_study(cfg, series_for(cfg))
+    result = CliRunner().invoke(app, ["tune-worker", "--study", cfg.study_name,
+                                      "--storage", cfg.tune.storage])
+    assert result.exit_code == 0, result.output
+    assert f"finished 1 trial(s) of study {cfg.study_name}" in result.output

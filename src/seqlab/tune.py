@@ -7,18 +7,15 @@ resumed by the next without losing or repeating work. Workers, local processes o
 share the study through its storage; the study itself carries the config and tracking target
 (user attributes) so that ``seqlab tune-worker --study NAME --storage URL`` needs nothing else.
 
-What keeps the count exact and the study moving when workers race, crash or run out of memory:
+Each trial records what the rest of the system needs to keep the count exact when workers race,
+crash or run out of memory (:mod:`seqlab.workers` runs the trials and acts on it):
 
-- a trial starts only while fewer than ``n_trials`` trials numbered before it are finished or
-  running; one started after that (a race between workers) fails as *surplus* and is not
-  counted, so the study never holds more than ``n_trials`` finished trials;
-- a worker that sees the remaining trials held by others waits instead of leaving: if one of
-  them fails, it runs the replacement, so no trial is lost;
-- a RUNNING trial whose worker died is failed, with ``fail_reason``: by process liveness when the
-  worker ran on this machine, by heartbeat otherwise (Optuna's for RDB storages, a
-  ``seqlab:heartbeat`` trial attribute for journal files);
-- a failing trial (NaN loss, CUDA OOM, an invalid sampled config) fails alone, with
-  ``fail_reason``; ``max_fail_streak`` failures in a row stop the worker with :class:`TuningError`.
+- a trial that starts when ``n_trials`` trials numbered before it are finished or running (a
+  race between workers) fails as *surplus*, so the study never holds more than ``n_trials``;
+- each trial names its worker (``seqlab:owner``: host, boot id, pid and process start time) and,
+  on journal files, which have no heartbeat of their own, writes ``seqlab:heartbeat``;
+- a failing trial (NaN loss, CUDA OOM, an invalid sampled config) fails alone, with a
+  ``fail_reason`` user attribute (and ``oom``), and its MLflow run is closed as FAILED.
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ from typing import Any, Iterator, Protocol
 import optuna
 import torch
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from seqlab.config import ParamSpec, PipelineConfig, with_overrides
 from seqlab.data import SeriesData
@@ -55,21 +52,15 @@ ATTR_DIGEST = "seqlab.data_digest"
 OWNER_ATTR = "seqlab:owner"  # trial system attr: which process on which machine runs it
 HEARTBEAT_ATTR = "seqlab:heartbeat"  # trial system attr (journal storages): last sign of life
 FAULTS_ENV = "SEQLAB_TEST_FAULTS"
-DEFAULT_MAX_FAIL_STREAK = 5
-JOURNAL_CLOCK_SKEW_S = 10  # journal heartbeats use each host's clock: allow for drift
 
 
 class SurplusTrial(RuntimeError):
     """A trial started after the study already reached ``n_trials`` (a race between workers)."""
 
 
-class TuningError(RuntimeError):
-    """Trials keep failing in a row: a systematic problem (search space, data, memory)."""
-
-
 # Errors that fail one trial and let the study go on: NaN/inf losses, CUDA OOM (a RuntimeError),
 # an invalid sampled config (ConfigError is a ValueError). Anything else is a bug and stops the
-# worker at once; repeated trial errors stop it through the fail-streak guard.
+# worker at once; repeated trial errors stop it through the fail-streak guard (seqlab.workers).
 TRIAL_ERRORS: tuple[type[Exception], ...] = (
     NonFiniteLossError, SurplusTrial, RuntimeError, ValueError, ArithmeticError, MemoryError,
 )
@@ -163,7 +154,7 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def _counts(study: optuna.Study) -> tuple[int, int]:
+def trial_counts(study: optuna.Study) -> tuple[int, int]:
     """(finished, running) trials."""
     trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -191,17 +182,17 @@ def largest_model_params(cfg: PipelineConfig) -> int | None:
         return None
 
 
-# ---------------------------------------------------------------- dead workers
+# ---------------------------------------------------------------- trial liveness
 
 
-def _boot_id() -> str | None:
+def boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
+def process_stat(pid: int) -> tuple[str, str] | None:
     """(state, start time in clock ticks) of a process, from /proc; None where there is none."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -213,99 +204,9 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
 def owner_record(pid: int | None = None) -> dict[str, Any]:
     """Who runs a trial: host, boot id and the process's pid and start time (pids get reused)."""
     pid = os.getpid() if pid is None else pid
-    stat = _proc_stat(pid)
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid,
+    stat = process_stat(pid)
+    return {"host": socket.gethostname(), "boot": boot_id(), "pid": pid,
             "start": stat[1] if stat else None}
-
-
-def owner_alive(owner: dict[str, Any]) -> bool | None:
-    """Whether a trial's worker still runs; ``None`` when it ran elsewhere (heartbeats decide)."""
-    if not owner or owner.get("host") != socket.gethostname():
-        return None
-    boot = _boot_id()
-    if owner.get("boot") and boot and owner["boot"] != boot:
-        return None  # another machine with the same name, or this one rebooted: cannot tell
-    pid = int(owner.get("pid", -1))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # no /proc: the pid exists, that is all we know
-    state, start = stat
-    if state in ("Z", "X"):
-        return False  # killed, not yet reaped by its parent
-    return not (owner.get("start") and start != owner["start"])  # same pid, other process
-
-
-def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False  # finished meanwhile, or another process failed it first
-
-
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this machine is gone (any storage)."""
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.system_attrs.get(OWNER_ATTR) or {}
-        if owner_alive(owner) is False:
-            reason = f"worker process died (pid {owner.get('pid')} on {owner.get('host')})"
-            if _fail_trial(study, t, reason):
-                failed.append(t.number)
-    return failed
-
-
-def fail_stale_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
-    """Fail RUNNING trials whose heartbeat stopped (a worker on another host died).
-
-    RDB storages: Optuna's heartbeat table (the storage's own interval). Journal files: the
-    ``seqlab:heartbeat`` attribute written by :class:`Objective` every ``heartbeat_interval``.
-    """
-    storage = study._storage
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not running:
-        return []
-    stale: list[FrozenTrial] = []
-    rdb_interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if rdb_interval:
-        backend = getattr(storage, "_backend", storage)
-        grace = getattr(backend, "grace_period", None) or 2 * rdb_interval
-        get_ids = getattr(storage, "_get_stale_trial_ids", None)
-        if get_ids is None:  # not in this Optuna: its own function, without reasons
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                optuna.storages.fail_stale_trials(study)
-            return []
-        ids = set(get_ids(study._study_id))
-        stale = [t for t in running if t._trial_id in ids]
-    elif heartbeat_interval and isinstance(storage, JournalStorage):
-        grace = 2 * heartbeat_interval + JOURNAL_CLOCK_SKEW_S
-        now = time.time()
-        stale = [t for t in running
-                 if now - float(t.system_attrs.get(HEARTBEAT_ATTR, now)) > grace]
-    failed = []
-    for t in stale:
-        reason = f"no heartbeat for over {grace}s: its worker died or lost the storage"
-        if _fail_trial(study, t, reason):
-            failed.append(t.number)
-    return failed
-
-
-def reap_dead_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
-    """Fail every RUNNING trial whose worker is gone; returns their numbers."""
-    dead = fail_orphaned_trials(study) + fail_stale_trials(study, heartbeat_interval)
-    if dead:
-        log.warning("study %s: failed trial(s) %s of dead workers", study.study_name, sorted(dead))
-    return sorted(dead)
 
 
 @contextmanager
@@ -543,91 +444,6 @@ def _history_metrics(hist: History) -> dict[str, float]:
     if hist.gpu_mem_peak_mb is not None:
         out["sys/gpu_mem_peak_mb"] = hist.gpu_mem_peak_mb
     return out
-
-
-# ---------------------------------------------------------------- running
-
-
-def _run_one(study: optuna.Study, objective: Objective) -> FrozenTrial:
-    """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell)."""
-    ran: list[FrozenTrial] = []
-    study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS,
-                   callbacks=[lambda _s, t: ran.append(t)], gc_after_trial=False)
-    return ran[0]
-
-
-def run_trials(
-    study: optuna.Study,
-    objective: Objective,
-    timeout: float | None = None,
-    keep_on_oom: bool = True,
-    max_fail_streak: int = DEFAULT_MAX_FAIL_STREAK,
-    poll: float = 1.0,
-) -> int:
-    """Run trials in this process until the study holds ``n_trials`` finished ones.
-
-    Waits while other workers hold the remaining trials (one of them may fail and need a
-    replacement), fails trials of dead workers, leaves after a CUDA OOM unless ``keep_on_oom``
-    (a worker sharing its GPU makes room), stops launching trials after ``timeout`` seconds, and
-    raises :class:`TuningError` after ``max_fail_streak`` failed trials in a row.
-    Returns the number of trials this call finished.
-    """
-    # Optuna logs each failed trial with its traceback; we log one line with the reason.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    n = objective.n_trials
-    start = time.monotonic()
-    done = streak = 0
-    reasons: list[str] = []
-    while True:
-        reap_dead_trials(study, objective.heartbeat_interval)
-        finished, running = _counts(study)
-        if finished >= n or (timeout is not None and time.monotonic() - start >= timeout):
-            return done
-        if finished + running >= n:
-            time.sleep(poll)
-            continue
-        trial = _run_one(study, objective)
-        if trial.state in FINISHED:
-            done, streak, reasons = done + 1, 0, []
-            continue
-        if trial.user_attrs.get("surplus"):
-            continue
-        streak += 1
-        reason = str(trial.user_attrs.get("fail_reason") or "no reason recorded")
-        reasons.append(reason)
-        log.warning("trial %d failed: %s", trial.number, reason)
-        if trial.user_attrs.get("oom") and not keep_on_oom:
-            log.warning("out of memory: this worker leaves to lower the packing on its GPU")
-            return done
-        if streak >= max_fail_streak:
-            distinct = "; ".join(dict.fromkeys(reasons))
-            raise TuningError(
-                f"study {study.study_name!r}: {streak} trials in a row failed ({distinct}); "
-                "check tune.search_space and the training config, then run again"
-            )
-
-
-def wait_for_trials(study: optuna.Study, n_trials: int, timeout: float | None,
-                    poll: float = 2.0, heartbeat_interval: int | None = None) -> int:
-    """With no local workers: wait until external workers finish the study (or timeout)."""
-    start = time.monotonic()
-    seen = -1
-    while True:
-        reap_dead_trials(study, heartbeat_interval)
-        done = finished_count(study)
-        if done >= n_trials:
-            return done
-        if done != seen:
-            log.info("study %s: %d/%d trials finished; waiting for `seqlab tune-worker` processes",
-                     study.study_name, done, n_trials)
-            seen = done
-        if timeout is not None and time.monotonic() - start > timeout:
-            raise TimeoutError(
-                f"study {study.study_name!r} holds {done}/{n_trials} finished trials after "
-                f"{timeout:.0f}s; start workers with `seqlab tune-worker --study "
-                f"{study.study_name} --storage URL`"
-            )
-        time.sleep(poll)
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

@@ -15,11 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from seqlab.config import PipelineConfig, build_config
 from seqlab.devices import WorkerSlot, cpu_threads_per_worker, plan_slots
@@ -27,28 +30,219 @@ from seqlab.tune import (
     ATTR_CONFIG,
     ATTR_DIGEST,
     ATTR_TRACKING,
-    DEFAULT_MAX_FAIL_STREAK,
+    FINISHED,
+    HEARTBEAT_ATTR,
+    OWNER_ATTR,
+    TRIAL_ERRORS,
     Objective,
     TrialTracking,
-    TuningError,
     best_params,
+    boot_id,
     finished_count,
     largest_model_params,
     load_study,
     make_storage,
     make_study,
+    process_stat,
     publish,
-    reap_dead_trials,
-    run_trials,
     study_summary,
-    wait_for_trials,
+    trial_counts,
 )
 
 log = logging.getLogger("seqlab.workers")
 
+DEFAULT_MAX_FAIL_STREAK = 5
+JOURNAL_CLOCK_SKEW_S = 10  # journal heartbeats use each host's clock: allow for drift
 EXIT_USER_ERROR = 2  # bad config, data or study name: fix and rerun
 EXIT_TUNING_ERROR = 3  # trials keep failing (fail-streak guard)
 EXIT_INTERRUPTED = 130
+
+
+class TuningError(RuntimeError):
+    """Trials keep failing in a row: a systematic problem (search space, data, memory)."""
+
+
+# ---------------------------------------------------------------- dead workers
+
+
+def owner_alive(owner: dict[str, Any]) -> bool | None:
+    """Whether a trial's worker still runs; ``None`` when it ran elsewhere (heartbeats decide)."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return None
+    boot = boot_id()
+    if owner.get("boot") and boot and owner["boot"] != boot:
+        return None  # another machine with the same name, or this one rebooted: cannot tell
+    pid = int(owner.get("pid", -1))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    stat = process_stat(pid)
+    if stat is None:
+        return True  # no /proc: the pid exists, that is all we know
+    state, start = stat
+    if state in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    return not (owner.get("start") and start != owner["start"])  # same pid, other process
+
+
+def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        return storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # finished meanwhile, or another process failed it first
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker process on this machine is gone (any storage)."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.system_attrs.get(OWNER_ATTR) or {}
+        if owner_alive(owner) is False:
+            reason = f"worker process died (pid {owner.get('pid')} on {owner.get('host')})"
+            if _fail_trial(study, t, reason):
+                failed.append(t.number)
+    return failed
+
+
+def fail_stale_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
+    """Fail RUNNING trials whose heartbeat stopped (a worker on another host died).
+
+    RDB storages: Optuna's heartbeat table (the storage's own interval). Journal files: the
+    ``seqlab:heartbeat`` attribute written by :class:`Objective` every ``heartbeat_interval``.
+    """
+    storage = study._storage
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    stale: list[FrozenTrial] = []
+    rdb_interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if rdb_interval:
+        backend = getattr(storage, "_backend", storage)
+        grace = getattr(backend, "grace_period", None) or 2 * rdb_interval
+        get_ids = getattr(storage, "_get_stale_trial_ids", None)
+        if get_ids is None:  # not in this Optuna: its own function, without reasons
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                optuna.storages.fail_stale_trials(study)
+            return []
+        ids = set(get_ids(study._study_id))
+        stale = [t for t in running if t._trial_id in ids]
+    elif heartbeat_interval and isinstance(storage, JournalStorage):
+        grace = 2 * heartbeat_interval + JOURNAL_CLOCK_SKEW_S
+        now = time.time()
+        stale = [t for t in running
+                 if now - float(t.system_attrs.get(HEARTBEAT_ATTR, now)) > grace]
+    failed = []
+    for t in stale:
+        reason = f"no heartbeat for over {grace}s: its worker died or lost the storage"
+        if _fail_trial(study, t, reason):
+            failed.append(t.number)
+    return failed
+
+
+def reap_dead_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
+    """Fail every RUNNING trial whose worker is gone; returns their numbers."""
+    dead = fail_orphaned_trials(study) + fail_stale_trials(study, heartbeat_interval)
+    if dead:
+        log.warning("study %s: failed trial(s) %s of dead workers", study.study_name, sorted(dead))
+    return sorted(dead)
+
+
+# ---------------------------------------------------------------- running trials in this process
+
+
+def _run_one(study: optuna.Study, objective: Objective) -> FrozenTrial:
+    """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell)."""
+    ran: list[FrozenTrial] = []
+    study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS,
+                   callbacks=[lambda _s, t: ran.append(t)], gc_after_trial=False)
+    return ran[0]
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    timeout: float | None = None,
+    keep_on_oom: bool = True,
+    max_fail_streak: int = DEFAULT_MAX_FAIL_STREAK,
+    poll: float = 1.0,
+) -> int:
+    """Run trials in this process until the study holds ``n_trials`` finished ones.
+
+    Waits while other workers hold the remaining trials (one of them may fail and need a
+    replacement), fails trials of dead workers, leaves after a CUDA OOM unless ``keep_on_oom``
+    (a worker sharing its GPU makes room), stops launching trials after ``timeout`` seconds, and
+    raises :class:`TuningError` after ``max_fail_streak`` failed trials in a row.
+    Returns the number of trials this call finished.
+    """
+    # Optuna logs each failed trial with its traceback; we log one line with the reason.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    n = objective.n_trials
+    start = time.monotonic()
+    done = streak = 0
+    reasons: list[str] = []
+    while True:
+        reap_dead_trials(study, objective.heartbeat_interval)
+        finished, running = trial_counts(study)
+        if finished >= n or (timeout is not None and time.monotonic() - start >= timeout):
+            return done
+        if finished + running >= n:
+            time.sleep(poll)
+            continue
+        trial = _run_one(study, objective)
+        if trial.state in FINISHED:
+            done, streak, reasons = done + 1, 0, []
+            continue
+        if trial.user_attrs.get("surplus"):
+            continue
+        streak += 1
+        reason = str(trial.user_attrs.get("fail_reason") or "no reason recorded")
+        reasons.append(reason)
+        log.warning("trial %d failed: %s", trial.number, reason)
+        if trial.user_attrs.get("oom") and not keep_on_oom:
+            log.warning("out of memory: this worker leaves to lower the packing on its GPU")
+            return done
+        if streak >= max_fail_streak:
+            distinct = "; ".join(dict.fromkeys(reasons))
+            raise TuningError(
+                f"study {study.study_name!r}: {streak} trials in a row failed ({distinct}); "
+                "check tune.search_space and the training config, then run again"
+            )
+
+
+def wait_for_trials(study: optuna.Study, n_trials: int, timeout: float | None,
+                    poll: float = 2.0, heartbeat_interval: int | None = None) -> int:
+    """With no local workers: wait until external workers finish the study (or timeout)."""
+    start = time.monotonic()
+    seen = -1
+    while True:
+        reap_dead_trials(study, heartbeat_interval)
+        done = finished_count(study)
+        if done >= n_trials:
+            return done
+        if done != seen:
+            log.info("study %s: %d/%d trials finished; waiting for `seqlab tune-worker` processes",
+                     study.study_name, done, n_trials)
+            seen = done
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(
+                f"study {study.study_name!r} holds {done}/{n_trials} finished trials after "
+                f"{timeout:.0f}s; start workers with `seqlab tune-worker --study "
+                f"{study.study_name} --storage URL`"
+            )
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------- joining a study
+
+
 
 
 def max_fail_streak(cfg: PipelineConfig) -> int:
@@ -92,13 +286,33 @@ def objective_for_study(study: optuna.Study) -> Objective:
     return Objective(cfg, series, cfg.tune.n_trials, tracking_from_dict(attrs.get(ATTR_TRACKING)))
 
 
+def await_study(name: str, storage: optuna.storages.BaseStorage, timeout: float = 0.0,
+                poll: float = 1.0) -> optuna.Study:
+    """Load a study published by the pipeline, waiting up to ``timeout`` s for it to appear.
+
+    Waiting lets a scheduler start workers and the pipeline together, in any order.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            study = load_study(name, storage)
+            if ATTR_CONFIG in study.user_attrs or time.monotonic() >= deadline:
+                return study
+        except ValueError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(poll)
+
+
 def run_worker(study_name: str, storage_url: str, timeout: float | None = None,
-               keep_on_oom: bool = True, heartbeat_interval: int | None = None) -> int:
+               keep_on_oom: bool = True, heartbeat_interval: int | None = None,
+               wait_for_study: float = 0.0) -> int:
     """Join a study: run trials until it holds ``n_trials``; returns how many this worker ran.
 
     The heartbeat interval defaults to the study's ``tune.heartbeat_interval``.
     """
-    objective = objective_for_study(load_study(study_name, make_storage(storage_url)))
+    published = await_study(study_name, make_storage(storage_url), wait_for_study)
+    objective = objective_for_study(published)
     cfg = objective.cfg
     interval = heartbeat_interval or cfg.tune.heartbeat_interval
     objective.heartbeat_interval = interval
@@ -154,7 +368,8 @@ def worker_command(study_name: str, storage_url: str, slot: WorkerSlot,
 
 
 def spawn_workers(study_name: str, storage_url: str, slots: list[WorkerSlot],
-                  timeout: float | None = None, heartbeat_interval: int | None = None) -> WorkerPool:
+                  timeout: float | None = None, heartbeat_interval: int | None = None
+                  ) -> WorkerPool:
     threads = cpu_threads_per_worker(len(slots))
     procs = []
     for slot in slots:
@@ -217,7 +432,7 @@ def tune_study(cfg: PipelineConfig, series: Any, tracking: dict[str, str] | None
     summary.update(done)
     summary["best_params"] = best_params(study)
     summary["running_trials"] = sorted(
-        t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     )
     return summary
 
@@ -241,11 +456,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between trial heartbeats (default: the study's)")
     p.add_argument("--leave-on-oom", action="store_true",
                    help="leave after a CUDA out-of-memory error (extra workers sharing a GPU)")
+    p.add_argument("--wait-for-study", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for `seqlab run` to publish the study")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
     _interrupt_on_sigterm()
     try:
-        done = run_worker(a.study, a.storage, a.timeout, not a.leave_on_oom, a.heartbeat_interval)
+        done = run_worker(a.study, a.storage, a.timeout, not a.leave_on_oom, a.heartbeat_interval,
+                          a.wait_for_study)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

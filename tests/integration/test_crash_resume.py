@@ -123,4 +123,5 @@ def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
     # One child run per trial that opened one, each under the run that was tuning then.
     trial_runs = [r for r in runs if tracking.PARENT_TAG in r.data.tags]
     numbers = [r.data.tags["optuna.trial_number"] for r in trial_runs]
-    assert sorted(numbers) == sorted({str(t.number) for t in trials if "mlflow_run_id" in t.user_attrs})
+    opened = {str(t.number) for t in trials if "mlflow_run_id" in t.user_attrs}
+    assert sorted(numbers) == sorted(opened)

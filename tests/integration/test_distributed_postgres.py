@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import sine_frame
@@ -29,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout
 SERVER = os.environ.get("SEQLAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
        "DO_NOT_TRACK": "true", "OMP_NUM_THREADS": "1"}
-N_TRIALS = 6
+N_TRIALS = 4
 
 
 @pytest.fixture
