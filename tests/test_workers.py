@@ -166,15 +166,24 @@ def test_pid_reuse_is_not_mistaken_for_the_worker():
     assert workers.owner_alive({**owner, "host": "elsewhere"}) is None
 
 
-def test_journal_trial_without_heartbeat_is_failed_as_stale(tmp_path):
+def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path):
     study = optuna.create_study(study_name="s", storage=tune.make_storage(f"{tmp_path}/study.log"))
-    silent, beating = study.ask(), study.ask()
+    silent, beating, young = study.ask(), study.ask(), study.ask()
     old = time.time() - 3600
     study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
     study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
     assert workers.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
     assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
-    assert study.trials[1].state == TrialState.RUNNING
+    assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
+
+
+def test_journal_trial_that_never_beat_counts_from_its_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers, "JOURNAL_CLOCK_SKEW_S", 0)
+    study = optuna.create_study(study_name="s", storage=tune.make_storage(f"{tmp_path}/study.log"))
+    trial = study.ask()  # its worker died before the first heartbeat
+    assert workers.fail_stale_trials(study, heartbeat_interval=1) == []
+    time.sleep(2.2)
+    assert workers.fail_stale_trials(study, heartbeat_interval=1) == [trial.number]
 
 
 def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):

@@ -137,14 +137,21 @@ def fail_stale_trials(study: optuna.Study, heartbeat_interval: int | None = None
     elif heartbeat_interval and isinstance(storage, JournalStorage):
         grace = 2 * heartbeat_interval + JOURNAL_CLOCK_SKEW_S
         now = time.time()
-        stale = [t for t in running
-                 if now - float(t.system_attrs.get(HEARTBEAT_ATTR, now)) > grace]
+        stale = [t for t in running if now - _last_sign_of_life(t, now) > grace]
     failed = []
     for t in stale:
         reason = f"no heartbeat for over {grace}s: its worker died or lost the storage"
         if _fail_trial(study, t, reason):
             failed.append(t.number)
     return failed
+
+
+def _last_sign_of_life(trial: FrozenTrial, now: float) -> float:
+    """Its last journal heartbeat; its start when it never beat (its worker died at once)."""
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    if beat is not None:
+        return float(beat)
+    return trial.datetime_start.timestamp() if trial.datetime_start else now
 
 
 def reap_dead_trials(study: optuna.Study, heartbeat_interval: int | None = None) -> list[int]:
