@@ -75,15 +75,24 @@ def run(
 def tune_worker(
     study: Annotated[str, typer.Option(help="Study name (printed by `seqlab run`).")],
     storage: Annotated[str, typer.Option(help="Optuna storage URL, e.g. postgresql://host/db.")],
-    timeout: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop launching trials after this many seconds.")] = None,
+    wait_for_study: Annotated[float, typer.Option(
+        help="Wait up to this many seconds for `seqlab run` to publish the study.")] = 0.0,
+    leave_on_oom: Annotated[bool, typer.Option(
+        help="Leave after a CUDA out-of-memory error (extra workers sharing a GPU).")] = False,
+    heartbeat_interval: Annotated[Optional[int], typer.Option(
+        help="Seconds between trial heartbeats (default: the study's tune.heartbeat_interval).")] = None,
 ) -> None:
     """Join a running study from any host: run trials until it holds n_trials."""
-    from seqlab.workers import run_worker
+    from seqlab.workers import EXIT_TUNING_ERROR, TuningError, run_worker
 
     try:
-        done = run_worker(study, storage, timeout)
+        done = run_worker(study, storage, timeout, not leave_on_oom, heartbeat_interval,
+                          wait_for_study)
     except (ValueError, *_user_errors()) as e:
         _fail(str(e))
+    except TuningError as e:  # trials keep failing: the reasons are in the message
+        _fail(str(e), EXIT_TUNING_ERROR)
     typer.echo(f"finished {done} trial(s) of study {study}")
 
 

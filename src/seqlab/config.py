@@ -76,7 +76,9 @@ class TrainConfig(_Section):
     """``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int | None = Field(None, ge=1)
-    """CPU threads for torch; unset leaves torch's default."""
+    """CPU threads for torch. Unset: 1 for small models (their tiny matrix products gain nothing
+    from threads, and spinning threads collapse when another process takes a core), torch's
+    default for large ones."""
 
 
 class ParamSpec(_Section):
@@ -124,6 +126,8 @@ class TuneConfig(_Section):
     """Seconds between trial heartbeats; a trial silent for 2x this is failed as stale."""
     wait_timeout: float | None = Field(None, gt=0)
     """With ``workers: 0``: give up waiting for external workers after this many seconds."""
+    max_fail_streak: int = Field(5, ge=1)
+    """A worker stops with an error after this many failed trials in a row (a broken config)."""
     search_space: dict[str, ParamSpec] = Field(default_factory=dict)
 
 

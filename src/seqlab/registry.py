@@ -130,15 +130,25 @@ def forecast_history(model: RecurrentForecaster, scaler: Scaler, meta: dict,
 
 
 def pip_requirements() -> list[str]:
+    """Explicit requirements (inference in a subprocess costs ~3 s per model)."""
+    import pydantic
     import torch
+    import yaml
 
     return [
+        f"mlflow=={mlflow.__version__}",
         f"torch=={torch.__version__.split('+')[0]}",
         f"pandas=={pd.__version__}",
         f"numpy=={np.__version__}",
-        f"mlflow=={mlflow.__version__}",
-        "seqlab",
+        f"pydantic=={pydantic.VERSION}",
+        f"pyyaml=={yaml.__version__}",
     ]
+
+
+def _package_dir() -> str:
+    import seqlab
+
+    return str(Path(seqlab.__file__).parent)
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,8 @@ def log_pyfunc(run_id: str, tracking_uri: str, model: RecurrentForecaster, meta:
                 signature=signature,
                 input_example=example,
                 pip_requirements=pip_requirements(),
+                # The model carries seqlab's own code: it loads where seqlab is not installed.
+                code_paths=[_package_dir()],
             )
     # start_run(...) marks the run FINISHED on exit; the flow sets the final status later.
     MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
