@@ -7,7 +7,12 @@ as the thread-local active run.
 
 from __future__ import annotations
 
-import sys
+import os
+
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqlab")  # trial progress in flow logs
+
+import logging  # noqa: E402
+import sys  # noqa: E402
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -178,6 +183,18 @@ def _prefect_tags() -> dict[str, str]:
     return tags
 
 
+def _show_seqlab_logs() -> None:
+    """Trial progress from seqlab's own loggers on the console (and in Prefect's run logs)."""
+    logger = logging.getLogger("seqlab")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "_seqlab", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        handler._seqlab = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _scheduled_trigger() -> str | None:
     """``schedule`` when Prefect's scheduler created this flow run."""
     fr = getattr(get_run_context(), "flow_run", None)
@@ -188,6 +205,7 @@ def _scheduled_trigger() -> str | None:
 def training_pipeline(config: str = DEFAULT_CONFIG, overrides: list[str] | None = None,
                       trigger: str | None = None) -> dict[str, Any]:
     """Tune, train, evaluate, register and (maybe) promote a recurrent forecaster."""
+    _show_seqlab_logs()
     cfg = load_config(config, overrides or [])
     trigger = trigger or _scheduled_trigger()
     if trigger:

@@ -19,7 +19,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 # Quiet and offline by default (no telemetry, no DNS lookup per process).
 for _k, _v in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "DO_NOT_TRACK": "true"}.items():
+               "DO_NOT_TRACK": "true",
+               # Route seqlab's own log lines (trial progress) through Prefect's handlers.
+               "PREFECT_LOGGING_EXTRA_LOGGERS": "seqlab"}.items():
     os.environ.setdefault(_k, _v)
 
 

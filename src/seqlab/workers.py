@@ -206,6 +206,9 @@ def run_trials(
         trial = _run_one(study, objective)
         if trial.state in FINISHED:
             done, streak, reasons = done + 1, 0, []
+            log.info("trial %d %s (val/loss %s): %d/%d finished", trial.number,
+                     trial.state.name.lower(), f"{trial.value:.4g}" if trial.value is not None
+                     else "-", finished + 1, n)
             continue
         if trial.user_attrs.get("surplus"):
             continue
