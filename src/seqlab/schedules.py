@@ -81,7 +81,8 @@ def forecast_parameters(config: str, overrides: list[str] | None,
     params.setdefault("model", cfg.model_name)
     source = Path(str(cfg.data.source))
     params.setdefault("input", str(source.resolve()) if source.exists() else str(cfg.data.source))
-    params.setdefault("output", str(Path("outputs", "forecasts", f"{params['model']}.csv").resolve()))
+    default_output = Path("outputs", "forecasts", f"{params['model']}.csv").resolve()
+    params.setdefault("output", str(default_output))
     if cfg.tracking.tracking_uri:
         params.setdefault("tracking_uri", cfg.tracking.tracking_uri)
     for key in ("input", "output"):  # relative paths would resolve in the flow run's cwd

@@ -161,7 +161,10 @@ def spawn(name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None,
     if inherit_output:
         out, path = None, None
     else:
-        path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        if log_path is None:
+            fd, log_path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            os.close(fd)
+        path = Path(log_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         out = open(path, "ab")
     try:
@@ -221,7 +224,7 @@ def start_mlflow_server(backend_store_uri: str, artifact_root: str | Path,
     ~20 s and job-runner processes outlive SIGTERM for ~12 s.
     """
     port = port or free_port(host if host not in ("0.0.0.0", "::") else "127.0.0.1")
-    if backend_store_uri.startswith("sqlite:///") and not backend_store_uri.startswith("sqlite:////"):
+    if backend_store_uri.startswith("sqlite:///"):  # pin a relative path; create the folder
         db = Path(backend_store_uri.removeprefix("sqlite:///")).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         backend_store_uri = f"sqlite:///{db}"

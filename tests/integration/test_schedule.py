@@ -8,6 +8,8 @@ Every process started here is stopped, and none may be left behind.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -20,6 +22,7 @@ from seqlab import servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 MODEL = "seqlab-airpassengers"
+REPO = Path(DEFAULT_CONFIG).resolve().parents[1]
 WAIT_S = 180
 
 
@@ -47,25 +50,28 @@ serve_flows(args["config"], None, None, {}, interval=args["interval"],
 """
 
 
-def test_served_schedule_trains_and_registers(tmp_path: Path) -> None:
-    started: list[servers.ManagedProcess] = []
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """One real ``prefect server start`` for this module, stopped with everything it spawned."""
+    server = servers.start_prefect_server(
+        home=tmp_path_factory.mktemp("prefect-server"), ui=False,
+        # Schedule runs every few seconds instead of every minute.
+        env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"})
+    yield server
+    server.stop()
+    assert not server.alive() and not server.leftovers()
+
+
+def test_served_schedule_trains_and_registers(tmp_path: Path, prefect_server) -> None:
+    api = prefect_server.extra["api_url"]
+    args = {"config": DEFAULT_CONFIG, "interval": 8,
+            "overrides": tiny_overrides(tmp_path, **{"eval.plot": False})}
+    serve = servers.spawn(
+        "seqlab-serve", [sys.executable, "-c", SERVE, json.dumps(args)], cwd=tmp_path,
+        env={"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client"),
+             "PREFECT_RUNNER_POLL_FREQUENCY": "2"},
+        log_path=tmp_path / "serve.log")
     try:
-        server = servers.start_prefect_server(
-            home=tmp_path / "prefect-server", ui=False,
-            # Schedule runs every few seconds instead of every minute.
-            env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"})
-        started.append(server)
-        api = server.extra["api_url"]
-
-        args = {"config": DEFAULT_CONFIG, "interval": 8,
-                "overrides": tiny_overrides(tmp_path, **{"eval.plot": False})}
-        serve = servers.spawn(
-            "seqlab-serve", [sys.executable, "-c", SERVE, json.dumps(args)], cwd=tmp_path,
-            env={"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client"),
-                 "PREFECT_RUNNER_POLL_FREQUENCY": "2"},
-            log_path=tmp_path / "serve.log")
-        started.append(serve)
-
         t0 = time.monotonic()
         deadline = t0 + WAIT_S
         completed = None
@@ -81,7 +87,6 @@ def test_served_schedule_trains_and_registers(tmp_path: Path) -> None:
             time.sleep(1)
         assert completed is not None, (f"no scheduled run completed in {WAIT_S} s:\n"
                                        f"{serve.log_tail()}")
-
         print(f"first scheduled run completed {time.monotonic() - t0:.0f} s after serve started")
         deployment = _api(api, "/deployments/name/seqlab-training/train-daily")
         assert deployment["global_concurrency_limit"]["limit"] == 1
@@ -102,8 +107,37 @@ def test_served_schedule_trains_and_registers(tmp_path: Path) -> None:
         assert run.data.tags["prefect.deployment_id"] == deployment["id"]
         assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     finally:
-        for proc in reversed(started):
-            proc.stop()
-    for proc in started:
-        assert not proc.alive(), proc.name
-        assert not proc.leftovers(), f"{proc.name} left processes: {proc.leftovers()}"
+        serve.stop()  # also ends a queued run that may have started meanwhile
+    assert not serve.alive()
+    assert not serve.leftovers(), f"serve left processes behind: {serve.leftovers()}"
+
+
+def test_prefect_yaml_deploys_both_deployments_to_the_process_pool(tmp_path: Path,
+                                                                   prefect_server) -> None:
+    """``prefect deploy --all`` from the repo root registers what prefect.yaml declares."""
+    api = prefect_server.extra["api_url"]
+    env = {**os.environ, **servers.QUIET_ENV, "PREFECT_API_URL": api,
+           "PREFECT_HOME": str(tmp_path / "prefect-client")}
+    prefect = [sys.executable, "-m", "prefect"]
+    for cmd in (["work-pool", "create", "seqlab-process", "--type", "process", "--overwrite"],
+                ["--no-prompt", "deploy", "--all"]):
+        out = subprocess.run([*prefect, *cmd], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=240)
+        assert out.returncode == 0, f"prefect {' '.join(cmd)}:\n{out.stdout}\n{out.stderr}"
+
+    training = _api(api, "/deployments/name/seqlab-training/train-daily")
+    assert training["entrypoint"] == "flows/training.py:training_pipeline"
+    assert training["work_pool_name"] == "seqlab-process"
+    assert training["parameters"] == {"config": "conf/default.yaml", "overrides": [],
+                                      "trigger": "schedule"}
+    assert training["global_concurrency_limit"]["limit"] == 1
+    assert training["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    assert [s["schedule"]["cron"] for s in training["schedules"]] == ["0 3 * * *"]
+    # Flow runs start in the repo root, where the relative config and store paths resolve.
+    assert training["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+
+    forecast = _api(api, "/deployments/name/seqlab-forecast/forecast-daily")
+    assert forecast["entrypoint"] == "flows/forecast.py:forecast_flow"
+    assert forecast["parameters"]["alias"] == "champion"
+    assert forecast["global_concurrency_limit"]["limit"] == 1

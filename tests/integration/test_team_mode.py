@@ -40,7 +40,11 @@ def _databases(conn) -> set[str]:
 
 @pytest.fixture
 def pg_urls():
-    """Two fresh databases (MLflow and Optuna both keep an ``alembic_version`` table)."""
+    """Two fresh databases (MLflow and Optuna both keep an ``alembic_version`` table).
+
+    ``postgresql+psycopg2://``: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which
+    is not a dependency (psycopg2-binary is).
+    """
     conn = _admin()
     prefix = f"seqlab_team_{uuid.uuid4().hex[:10]}"
     names = {"mlflow": f"{prefix}_mlflow", "optuna": f"{prefix}_optuna"}
@@ -48,7 +52,7 @@ def pg_urls():
         with conn.cursor() as cur:
             for name in names.values():
                 cur.execute(f'CREATE DATABASE "{name}"')
-        yield {k: f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{v}"
+        yield {k: f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{v}"
                for k, v in names.items()}
     finally:
         with conn.cursor() as cur:

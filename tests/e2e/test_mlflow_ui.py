@@ -1,0 +1,128 @@
+"""The MLflow UI, as a user sees it after one pipeline run (headless chromium).
+
+MLflow 3.17's UI opens experiments in its GenAI overview; the runs table is
+``#/experiments/<id>/runs?workflowType=machine_learning``, where a parent run's trials are folded
+under a "+" button in its name cell. Screenshots go to the test's tmp folder and ``outputs/e2e/``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+MODEL = "seqlab-airpassengers"
+WAIT_S = 60
+
+
+def _wait(browser, condition, what: str, timeout: float = WAIT_S):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.25).until(condition)
+    except TimeoutException:
+        pytest.fail(f"timed out after {timeout} s waiting for {what} at {browser.current_url}")
+
+
+def _run_link(run_id: str):
+    from selenium.webdriver.common.by import By
+
+    return By.CSS_SELECTOR, f'a[href$="/runs/{run_id}"]'
+
+
+def _runs(finished_pipeline):
+    from mlflow.tracking import MlflowClient
+
+    uri = finished_pipeline["tracking_uri"]
+    client = MlflowClient(uri, registry_uri=uri)
+    parent = client.get_run(finished_pipeline["summary"]["run_id"])
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return parent, children
+
+
+def test_experiment_page_lists_parent_run_and_nested_trials(browser, mlflow_ui, finished_pipeline,
+                                                            screenshot) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    parent, children = _runs(finished_pipeline)
+    assert len(children) == 2
+    exp_id = parent.info.experiment_id
+    browser.get(f"{mlflow_ui.url}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+
+    link = _wait(browser, EC.visibility_of_element_located(_run_link(parent.info.run_id)),
+                 "the parent run in the runs table")
+    assert link.text == parent.info.run_name
+
+    def trials_visible(driver) -> bool:
+        return all(driver.find_elements(*_run_link(c.info.run_id)) for c in children)
+
+    if not trials_visible(browser):
+        # Nested runs are folded under the parent: its name cell has the expand ("+") button.
+        row = link.find_element(By.XPATH, "./ancestor::*[@role='row'][1]")
+        expand = "button[data-component-id*='runnamecellrenderer']"
+        row.find_element(By.CSS_SELECTOR, expand).click()
+    _wait(browser, trials_visible, "the nested trial runs after expanding the parent")
+    names = {browser.find_element(*_run_link(c.info.run_id)).text for c in children}
+    assert names == {"trial-000", "trial-001"}
+    shot = screenshot("experiment-runs")
+    assert shot.stat().st_size > 10_000
+
+
+def test_registered_model_page_shows_champion_alias(browser, mlflow_ui, finished_pipeline,
+                                                    screenshot) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    summary = finished_pipeline["summary"]
+    assert summary["version"] == "1"
+    browser.get(f"{mlflow_ui.url}/#/models/{MODEL}")
+    title = f"//h2[contains(., '{MODEL}')] | //*[normalize-space(text())='{MODEL}']"
+    _wait(browser, EC.visibility_of_element_located((By.XPATH, title)),
+          "the registered model's title")
+    version = _wait(browser, EC.visibility_of_element_located(
+        (By.XPATH, "//a[normalize-space(.)='Version 1']")), "version 1 in the versions table")
+    row = version.find_element(By.XPATH, "./ancestor::*[@role='row'][1]")
+    # Aliases render as "@ champion" tags in the version's row.
+    aliases = set(re.findall(r"@\s*([\w-]+)", row.text))
+    assert {"champion", "challenger"} <= aliases, row.text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", version)
+    shot = screenshot("registered-model")
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
+    """``seqlab ui``: ready on /health, then SIGTERM or Ctrl-C ends it and its server, status 0."""
+    import signal
+    import sys
+    import time
+    import urllib.request
+
+    from seqlab import servers
+
+    port = servers.free_port()
+    ui = servers.spawn(
+        "seqlab-ui", [sys.executable, "-m", "seqlab.cli", "ui", "--port", str(port),
+                      "--tracking-uri", f"sqlite:///{tmp_path}/mlruns/mlflow.db"],
+        cwd=tmp_path, log_path=tmp_path / "ui.log")
+    try:
+        servers.wait_healthy(ui, f"http://127.0.0.1:{port}/health", timeout=120, expect=b"OK")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert b"mlflow" in resp.read().lower()
+        assert len(ui.leftovers()) >= 2  # seqlab ui + mlflow server (+ its worker)
+        # Only the `seqlab ui` process gets the signal, as from `kill` or a terminal's Ctrl-C.
+        ui.process.send_signal(getattr(signal, sig))
+        ui.process.wait(timeout=30)
+        assert ui.process.returncode == 0, ui.log_tail()
+        end = time.monotonic() + 10
+        while ui.leftovers() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not ui.leftovers(), f"left behind: {ui.leftovers()}\n{ui.log_tail()}"
+        assert (tmp_path / "mlruns" / "mlflow.db").exists()
+        assert (tmp_path / "mlruns" / "artifacts").is_dir()
+    finally:
+        ui.stop()
