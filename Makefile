@@ -10,6 +10,8 @@ ARGS   ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
+# A loaded 2-core machine can take longer than Prefect's 20 s to start its temporary server.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 .PHONY: run test e2e install install-dev ui serve clean bench
 

@@ -217,6 +217,8 @@ def serve(
     forecast_input: Annotated[Optional[str], typer.Option(help="History file for scheduled forecasts.")] = None,
     forecast_output: Annotated[Optional[str], typer.Option(help="Output of scheduled forecasts.")] = None,
     interval: Annotated[Optional[float], typer.Option(help="Run training every N seconds instead of cron.")] = None,
+    override: Annotated[Optional[list[str]], typer.Option(
+        "--override", help="key=value for scheduled training runs (repeatable).")] = None,
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
     from seqlab.config import load_config
@@ -231,7 +233,12 @@ def serve(
         if not (forecast_input and forecast_output):
             _fail("--forecast-cron needs --forecast-input and --forecast-output")
         forecast_args = {"model": cfg.model_name, "input": forecast_input, "output": forecast_output}
-    serve_flows(config, train_cron if interval is None else None, forecast_cron, forecast_args, interval)
+    try:
+        load_config(config, override or [])
+    except _user_errors() as e:
+        _fail(str(e))
+    serve_flows(config, train_cron if interval is None else None, forecast_cron, forecast_args, interval,
+                training_overrides=override or None)
 
 
 def main() -> None:

@@ -207,7 +207,10 @@ def register(client: MlflowClient, name: str, model_uri: str, run_id: str,
                 name, description="Recurrent forecaster trained and promoted by seqlab.")
         except MlflowException:
             pass  # created concurrently
-    mv = client.create_model_version(name, model_uri, run_id=run_id, description=description)
+    # MLflow 3 logged models ("models:/m-...") must be named by id when registered on a server.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(name, model_uri, run_id=run_id, description=description,
+                                     model_id=model_id)
     try:
         _wait_ready(client, name, mv.version)
         for k, v in tags.items():
