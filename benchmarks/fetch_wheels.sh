@@ -25,5 +25,6 @@ $PIP download --dest "$DEST" --only-binary=:all: \
 ls "$DEST" | grep -c '\.whl$' | xargs printf '%s wheels in '"$DEST"'\n'
 for pkg in optuna alembic sqlalchemy colorlog tqdm pyyaml packaging mako markupsafe greenlet \
            typing_extensions pydantic pydantic_core annotated_types typing_inspection; do
-  ls "$DEST" | tr 'A-Z-' 'a-z_' | grep -q "^${pkg}-" || { echo "missing wheel: $pkg" >&2; exit 1; }
+  ls "$DEST" | sed 's/-.*//' | tr 'A-Z-' 'a-z_' | grep -qx "$pkg" \
+    || { echo "missing wheel: $pkg" >&2; exit 1; }
 done

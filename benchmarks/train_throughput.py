@@ -98,8 +98,12 @@ def sync(device: torch.device) -> None:
 
 def seqlab_fit(model: nn.Module, data: DeviceData, batch: int, epochs: int,
                grad_clip: float | None) -> None:
+    # On CPU, fit() picks its own thread count unless told: pin it to the benchmark's setting,
+    # which the bare loop uses too, so that only the loops differ.
+    threads = torch.get_num_threads() if data.device.type == "cpu" else None
     cfg = TrainConfig(lr=LR, batch_size=batch, max_epochs=epochs, patience=None,
-                      grad_clip=grad_clip, loss="mse", optimizer="adam", precision="fp32")
+                      grad_clip=grad_clip, loss="mse", optimizer="adam", precision="fp32",
+                      num_threads=threads)
     fit(model, data, cfg)
 
 
