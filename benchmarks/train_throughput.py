@@ -236,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         budget = a.seconds_per_run or SECONDS_PER_RUN["quick" if a.quick else dev_kind]
         r = bench_size(size, device, repeats, epochs, steps, a.grad_clip, budget, a.quick)
         results.append(r)
-        target = "" if r["target"] is None else (
-            f"  target >= {r['target']:.2f} {'OK' if r['meets_target'] else 'BELOW'}")
-        print(f"  {size.name:<7} ({r['batches_per_epoch']} batches/epoch) seqlab {r['seqlab_median']:>10,.0f}  bare {r['bare_median']:>10,.0f}"
-              f" samples/s  ratio {r['ratio']:.3f}{target}", flush=True)
+        if r["target"] is None:
+            verdict = "  (no verdict: quick)" if a.quick else "  (no target)"
+        else:
+            verdict = f"  target >= {r['target']:.2f} {'OK' if r['meets_target'] else 'BELOW'}"
+        print(f"  {size.name:<7} ({r['batches_per_epoch']} batches/epoch) "
+              f"seqlab {r['seqlab_median']:>10,.0f}  bare {r['bare_median']:>10,.0f} samples/s  "
+              f"ratio {r['ratio']:.3f}{verdict}", flush=True)
     report = {"benchmark": "train_throughput", "device": str(device), "machine": machine(device),
               "torch": torch.__version__, "quick": a.quick, "grad_clip": a.grad_clip,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=None, help="finished trials per arm (16; quick 4)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per trial (100 on GPU, 30 on CPU; quick 5)")
-    p.add_argument("--device", default="auto", help="train.device for the trials: auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="the trials' train.device: auto | cpu | cuda")
     p.add_argument("--packed-workers", default=None,
                    help="packed arm's tune.workers (auto on a GPU host, 2 on CPU)")
     p.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite")

@@ -62,7 +62,8 @@ def mase(actual, forecast, history) -> float:
     """MAE / in-sample seasonal-naive MAE of ``history`` (the training part)."""
     import numpy as np
 
-    actual, forecast, history = (np.asarray(a, dtype="float64") for a in (actual, forecast, history))
+    actual, forecast, history = (np.asarray(a, dtype="float64")
+                                 for a in (actual, forecast, history))
     scale = np.mean(np.abs(history[SEASON:] - history[:-SEASON]))
     return float(np.mean(np.abs(actual - forecast)) / scale)
 
@@ -77,7 +78,6 @@ def run_peer(trials: int, seed: int, out: Path, smoke: bool = False) -> None:
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import numpy as np
     import optuna
     from neuralforecast import NeuralForecast
     from neuralforecast.auto import AutoLSTM
