@@ -118,6 +118,9 @@ class TuneConfig(_Section):
     sampler_seed: int | None = 42
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(10, ge=0)
+    prune_interval: int = Field(5, ge=1)
+    """After the warm-up, report to the pruner every this many epochs (each report is a
+    storage round trip)."""
     workers: int | Literal["auto"] = "auto"
     """Worker processes; ``auto``: one per GPU slot, one in-process worker on CPU; 0: wait for
     external ``seqlab tune-worker`` processes."""
