@@ -21,10 +21,12 @@ $PIP download --dest "$DEST" --only-binary=:all: \
   --platform manylinux_2_28_x86_64 --platform any \
   optuna alembic sqlalchemy colorlog tqdm pyyaml packaging Mako MarkupSafe greenlet \
   typing-extensions pydantic pydantic-core annotated-types typing-inspection \
+  pytest pluggy iniconfig pytest-timeout \
   2>&1 | grep -v "is ignored: it is neither" || true
 ls "$DEST" | grep -c '\.whl$' | xargs printf '%s wheels in '"$DEST"'\n'
 for pkg in optuna alembic sqlalchemy colorlog tqdm pyyaml packaging mako markupsafe greenlet \
-           typing_extensions pydantic pydantic_core annotated_types typing_inspection; do
+           typing_extensions pydantic pydantic_core annotated_types typing_inspection \
+           pytest pluggy iniconfig pytest_timeout; do
   ls "$DEST" | sed 's/-.*//' | tr 'A-Z-' 'a-z_' | grep -qx "$pkg" \
     || { echo "missing wheel: $pkg" >&2; exit 1; }
 done

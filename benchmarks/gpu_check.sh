@@ -50,7 +50,7 @@ CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/nul
 
 # --- dependencies of the tuning core: install what is missing from the carried wheels
 missing=()
-for mod_pkg in optuna:optuna pydantic:pydantic yaml:pyyaml; do
+for mod_pkg in optuna:optuna pydantic:pydantic yaml:pyyaml pytest:pytest pytest_timeout:pytest-timeout; do
   "$PY" -c "import ${mod_pkg%%:*}" 2>/dev/null || missing+=("${mod_pkg##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
