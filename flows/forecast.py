@@ -25,8 +25,8 @@ def resolve_task(tracking_uri: str, name: str, alias: str | None, version: str |
 
 
 @task(name="load-model", cache_policy=NO_CACHE)
-def load_task(model_uri: str):
-    return registry.load_forecaster(model_uri)
+def load_task(model_uri: str, tracking_uri: str):
+    return registry.load_forecaster(model_uri, tracking_uri)
 
 
 @task(name="read-history", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -56,7 +56,7 @@ def forecast_flow(model: str, input: str, output: str, alias: str | None = "cham
     """Forecast the next horizon of every series in ``input`` with a registered model."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
     resolved = resolve_task(uri, model, None if version else alias, version)
-    loaded = load_task(resolved["model_uri"])
+    loaded = load_task(resolved["model_uri"], uri)
     history = read_task(input)
     forecast = forecast_task(loaded, history)
     written = write_task(forecast, output)

@@ -37,7 +37,6 @@ from seqlab.pipeline import (
 )
 from seqlab.report import render_markdown
 from seqlab.windows import PreparedData
-from seqlab.workers import tune_study
 
 DEFAULT_CONFIG = "conf/default.yaml"
 
@@ -64,12 +63,7 @@ def start_run_task(cfg: PipelineConfig, series: SeriesData, tags: dict[str, str]
 
 @task(name="tune", cache_policy=NO_CACHE)
 def tune_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef) -> dict[str, Any]:
-    spec = {"tracking_uri": run.tracking_uri, "experiment_id": run.experiment_id,
-            "parent_run_id": run.run_id}
-    summary = tune_study(cfg, series, spec)
-    tracking.fail_dangling_trial_runs(run.tracking_uri, run.experiment_id, summary["study"],
-                                      set(summary["running_trials"]))
-    return summary
+    return tracking.tune_under_run(cfg, series, run)
 
 
 @task(name="fit-final", cache_policy=NO_CACHE)
@@ -141,7 +135,8 @@ def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, result
         history = registry.user_frame(series, cfg.data)[mask.to_numpy()].reset_index(drop=True)
         try:
             scores = registry.score_on_window(
-                f"models:/{name}/{champion_version}", history, prepared.y_test, prepared.series_ids,
+                f"models:/{name}/{champion_version}", run.tracking_uri, history, prepared.y_test,
+                prepared.series_ids,
                 prepared.train_target, season_for(cfg, prepared.freq), prepared.history_target)
             champion_score = scores[metric]
         except Exception as e:  # an incompatible champion: keep it, say why

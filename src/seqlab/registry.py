@@ -99,6 +99,7 @@ def forecast_history(model: RecurrentForecaster, scaler: Scaler, meta: dict,
         source="<history>", time_column=meta["time_column"], target=meta["target"],
         series_id=meta["series_id"], covariates=meta["covariates"], freq=meta["freq"],
     )
+    # The model's own columns and frequency, and at least one input window per series.
     series = validate(history, data_cfg, min_length=meta["input_size"], source="history")
     L, H = meta["input_size"], meta["horizon"]
     xs, sids, starts = [], [], []
@@ -186,7 +187,11 @@ def log_pyfunc(run_id: str, tracking_uri: str, model: RecurrentForecaster, meta:
     return LoggedModel(info.model_uri, getattr(info, "model_id", None))
 
 
-def load_forecaster(uri: str) -> mlflow.pyfunc.PyFuncModel:
+def load_forecaster(uri: str, tracking_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """Load a pyfunc; ``models:/`` URIs resolve against ``tracking_uri``'s registry (MLflow's
+    loader only reads the process-wide registry URI, so it is set here, where it is needed)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as e:
@@ -396,14 +401,14 @@ def versions_table(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
 
 
-def score_on_window(model_uri: str, history: pd.DataFrame, y_test: np.ndarray,
+def score_on_window(model_uri: str, tracking_uri: str, history: pd.DataFrame, y_test: np.ndarray,
                     series_ids: list[str], train_parts: list[np.ndarray], season: int,
                     history_parts: list[np.ndarray]) -> dict[str, float]:
     """Score any registered model on a test window: forecast from ``history`` (the data up to
     the window, in the user's columns) and compare with ``y_test`` (S, H) as the challenger was."""
     from seqlab.evaluate import evaluate_forecasts
 
-    model = load_forecaster(model_uri)
+    model = load_forecaster(model_uri, tracking_uri)
     out = model.predict(history)
     horizon = y_test.shape[1]
     fc = []
@@ -440,21 +445,13 @@ def resolve_version(client: MlflowClient, name: str, alias: str | None = CHAMPIO
 
 
 def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> pd.DataFrame:
-    """Check ``history`` against what the model needs, with seqlab's one-line errors, then predict.
-
-    The checked, typed frame goes through the pyfunc (and so its signature check).
-    """
+    """Forecast with seqlab's own check of ``history`` (one-line errors naming the column,
+    frequency or length at fault) instead of MLflow's schema enforcement, which would reject,
+    say, an integer target column that seqlab reads as float."""
     inner = model.unwrap_python_model()
-    meta = getattr(inner, "meta", None)
-    if meta is None:
+    if getattr(inner, "meta", None) is None:  # not a seqlab model
         return model.predict(history)
-    data_cfg = DataConfig(source="<history>", time_column=meta["time_column"], target=meta["target"],
-                          series_id=meta["series_id"], covariates=meta["covariates"], freq=meta["freq"])
-    series = validate(history, data_cfg, min_length=meta["input_size"], source="history")
-    clean = user_frame(series, data_cfg)
-    if not meta["series_id"]:
-        clean = clean[[meta["time_column"], meta["target"], *meta["covariates"]]]
-    return model.predict(clean)
+    return forecast_history(inner.model, inner.scaler, inner.meta, history)
 
 
 def write_frame(frame: pd.DataFrame, output: str) -> str:

@@ -7,6 +7,7 @@ processes nest under the parent through the ``mlflow.parentRunId`` tag.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -56,9 +57,9 @@ def default_artifact_root(tracking_uri: str, configured: str | None = None) -> s
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def client_for(tracking_uri: str) -> MlflowClient:
-    mlflow.set_tracking_uri(tracking_uri)  # process-wide, needed by the fluent log_model
-    mlflow.set_registry_uri(tracking_uri)
+    """One client per store, with explicit URIs: nothing process-wide is changed."""
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -89,6 +90,11 @@ class RunRef:
 
     def client(self) -> MlflowClient:
         return client_for(self.tracking_uri)
+
+    def trial_spec(self) -> dict[str, str]:
+        """What a tuning worker needs to nest its trials under this run (JSON-able)."""
+        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
+                "parent_run_id": self.run_id}
 
 
 def git_commit(cwd: str | Path = ".") -> str | None:
@@ -288,9 +294,6 @@ def fail_dangling_trial_runs(tracking_uri: str, experiment_id: str, study_name: 
     return fixed
 
 
-def summary_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=str)
-
 
 def start_pipeline_run(cfg: PipelineConfig, series: Any, tags: dict[str, str] | None = None) -> RunRef:
     """Open the parent run: config as params, data digest and dataset input, git commit."""
@@ -326,3 +329,13 @@ def record_forecast(tracking_uri: str, resolved: dict[str, str], input_path: str
     log_artifact(ref, output, "forecast")
     end_run(ref)
     return run.info.run_id
+
+
+def tune_under_run(cfg: PipelineConfig, series: Any, run: RunRef) -> dict[str, Any]:
+    """Tune with every trial a child run of ``run``; then fail the trial runs of dead workers."""
+    from seqlab.workers import tune_study
+
+    summary = tune_study(cfg, series, run.trial_spec())
+    fail_dangling_trial_runs(run.tracking_uri, run.experiment_id, summary["study"],
+                             set(summary["running_trials"]))
+    return summary

@@ -20,7 +20,6 @@ from conftest import sine_frame
 from seqlab import tracking, tune
 from seqlab.config import build_config
 from seqlab.pipeline import ingest, validate_data
-from seqlab.workers import tune_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -46,23 +45,13 @@ def tiny_config(tmp_path, n_trials: int):
     })
 
 
-def tune_like_the_flow(cfg, series, run: tracking.RunRef) -> dict:
-    """What flows/training.py's tune task does (without importing Prefect: ~15 s here)."""
-    spec = {"tracking_uri": run.tracking_uri, "experiment_id": run.experiment_id,
-            "parent_run_id": run.run_id}
-    summary = tune_study(cfg, series, spec)
-    tracking.fail_dangling_trial_runs(run.tracking_uri, run.experiment_id, summary["study"],
-                                      set(summary["running_trials"]))
-    return summary
-
-
 def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
     cfg2, cfg4 = tiny_config(tmp_path, 2), tiny_config(tmp_path, 4)
     series = validate_data(ingest(cfg2), cfg2)
 
     # Run 1 of the pipeline finishes two trials.
     run1 = tracking.start_pipeline_run(cfg2, series)
-    first = tune_like_the_flow(cfg2, series, run1)
+    first = tracking.tune_under_run(cfg2, series, run1)
     tracking.end_run(run1)
     assert first["finished_after"] == 2
     storage = tune.make_storage(cfg4.tune.storage)
@@ -71,8 +60,7 @@ def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
 
     # Run 2 asks for four and waits for external workers; one joins and is killed mid-trial.
     run2 = tracking.start_pipeline_run(cfg4, series)
-    spec = {"tracking_uri": run2.tracking_uri, "experiment_id": run2.experiment_id,
-            "parent_run_id": run2.run_id}
+    spec = run2.trial_spec()
     tune.publish(study, cfg4, series.digest, spec)
     env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=3"}  # a slow trial, to be caught
     worker = subprocess.Popen(
@@ -101,7 +89,7 @@ def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
 
     # Run 3, as the next `seqlab run` would: reap the dead worker's trial, top the study up.
     run3 = tracking.start_pipeline_run(cfg4, series)
-    summary = tune_like_the_flow(cfg4, series, run3)
+    summary = tracking.tune_under_run(cfg4, series, run3)
     for run in (run2, run3):
         tracking.end_run(run)
 

@@ -19,7 +19,6 @@ from conftest import sine_frame
 from seqlab import tracking, tune
 from seqlab.config import build_config
 from seqlab.pipeline import ingest, validate_data
-from seqlab.workers import tune_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -80,12 +79,8 @@ def test_two_workers_fill_the_study_exactly_with_nested_runs(tmp_path, pg_url):
     try:
         series = validate_data(ingest(cfg), cfg)
         parent = tracking.start_parent_run(cfg, {"seqlab.data_digest": series.digest})
-        spec = {"tracking_uri": parent.tracking_uri, "experiment_id": parent.experiment_id,
-                "parent_run_id": parent.run_id}
         # The pipeline side, as flows/training.py's tune task runs it (tune.workers=0: it waits).
-        summary = tune_study(cfg, series, spec)
-        tracking.fail_dangling_trial_runs(parent.tracking_uri, parent.experiment_id,
-                                          summary["study"], set(summary["running_trials"]))
+        summary = tracking.tune_under_run(cfg, series, parent)
         logs = [p.communicate(timeout=120)[1] for p in procs]
     finally:
         for p in procs:

@@ -26,6 +26,7 @@ NAME = "seqlab-airpassengers"
 def _client(tmp: Path) -> MlflowClient:
     uri = f"sqlite:///{tmp}/mlflow.db"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return MlflowClient(uri, registry_uri=uri)
 
 

@@ -18,6 +18,7 @@ def test_trials_in_worker_processes_are_nested_child_runs(tmp_path, prefect_harn
         tmp_path, **{"tune.workers": 2, "tune.n_trials": 3, "tune.study_name": "procs"}))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     client = MlflowClient(uri)
     parent = client.get_run(summary["run_id"])
     children = client.search_runs([parent.info.experiment_id],
