@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
-from seqlab import registry, tracking
+from seqlab import registry, serving, tracking
 from seqlab.data import DataError, load_raw
 
 
@@ -25,8 +25,8 @@ def resolve_task(tracking_uri: str, name: str, alias: str | None, version: str |
 
 
 @task(name="load-model", cache_policy=NO_CACHE)
-def load_task(model_uri: str, tracking_uri: str):
-    return registry.load_forecaster(model_uri, tracking_uri)
+def load_task(tracking_uri: str, name: str, version: str):
+    return serving.load_forecaster(tracking.client_for(tracking_uri), name, version)
 
 
 @task(name="read-history", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -36,12 +36,12 @@ def read_task(path: str) -> pd.DataFrame:
 
 @task(name="forecast", cache_policy=NO_CACHE)
 def forecast_task(model, history: pd.DataFrame) -> pd.DataFrame:
-    return registry.predict_checked(model, history)
+    return serving.predict_checked(model, history)
 
 
 @task(name="write-forecast", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def write_task(forecast: pd.DataFrame, output: str) -> str:
-    return registry.write_frame(forecast, output)
+    return serving.write_frame(forecast, output)
 
 
 @task(name="record-forecast", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -56,7 +56,7 @@ def forecast_flow(model: str, input: str, output: str, alias: str | None = "cham
     """Forecast the next horizon of every series in ``input`` with a registered model."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
     resolved = resolve_task(uri, model, None if version else alias, version)
-    loaded = load_task(resolved["model_uri"], uri)
+    loaded = load_task(uri, model, resolved["version"])
     history = read_task(input)
     forecast = forecast_task(loaded, history)
     written = write_task(forecast, output)

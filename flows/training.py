@@ -1,8 +1,9 @@
-"""Training flow: ingest -> validate -> prepare -> tune -> fit final -> evaluate -> register -> promote.
+"""Training flow: ingest -> validate -> tune -> refit -> backtest -> refit for serving ->
+register -> promotion gate.
 
-Run it with ``seqlab run [CONFIG] [key=value ...]`` or ``python flows/training.py [CONFIG] [...]``.
-Each task wraps one ``seqlab`` function; MLflow runs are passed around by id (``RunRef``), never
-as the thread-local active run.
+Run it with ``seqlab run [CONFIG] [key=value ...]`` or ``python flows/training.py [...]``. Each
+task wraps one ``seqlab`` function; MLflow runs are passed around by id (``RunRef``), never as
+the thread-local active run.
 """
 
 from __future__ import annotations
@@ -13,35 +14,47 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqlab")  # trial progre
 
 import logging  # noqa: E402
 import sys  # noqa: E402
-import tempfile
-from pathlib import Path
-from typing import Any
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE as NO_CACHE
-from prefect.context import get_run_context
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
+from prefect.context import get_run_context  # noqa: E402
 
-from seqlab import registry, tracking
-from seqlab.config import PipelineConfig, load_config, with_overrides
-from seqlab.data import SeriesData
-from seqlab.pipeline import (
-    EvaluationResult,
-    evaluate_model,
+from seqlab import promotion, registry, serving, tracking  # noqa: E402
+from seqlab.config import (  # noqa: E402
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    parse_override_args,
+    with_overrides,
+)
+from seqlab.data import DataError, SeriesData  # noqa: E402
+from seqlab.evaluate import Backtest, plot_backtest  # noqa: E402
+from seqlab.inference import forecast_history, user_frame  # noqa: E402
+from seqlab.pipeline import (  # noqa: E402
+    FittedModel,
+    backtest_model,
     ingest,
-    prepare_data,
-    save_plot,
-    season_for,
-    train_model,
+    learn_epochs,
+    refit,
     validate_data,
 )
-from seqlab.report import render_markdown
-from seqlab.windows import PreparedData
+from seqlab.report import RunSummary, render_markdown  # noqa: E402
+from seqlab.tuning import TuningResult  # noqa: E402
+from seqlab.tuning.space import replaced_by_tuning  # noqa: E402
+from seqlab.tuning.tracked import tune_under_run  # noqa: E402
 
-DEFAULT_CONFIG = "conf/default.yaml"
+
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O hiccups, never a deterministic user error (bad config or data)."""
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, (ConfigError, DataError, registry.RegistryError))
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
 def ingest_task(cfg: PipelineConfig):
     return ingest(cfg)
 
@@ -51,110 +64,126 @@ def validate_task(raw, cfg: PipelineConfig) -> SeriesData:
     return validate_data(raw, cfg)
 
 
-@task(name="prepare", cache_policy=NO_CACHE)
-def prepare_task(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
-    return prepare_data(series, cfg)
-
-
 @task(name="start-mlflow-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def start_run_task(cfg: PipelineConfig, series: SeriesData, tags: dict[str, str]) -> tracking.RunRef:
     return tracking.start_pipeline_run(cfg, series, tags)
 
 
 @task(name="tune", cache_policy=NO_CACHE)
-def tune_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef) -> dict[str, Any]:
-    return tracking.tune_under_run(cfg, series, run)
+def tune_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef) -> TuningResult:
+    return tune_under_run(cfg, series, run)
 
 
-@task(name="fit-final", cache_policy=NO_CACHE)
-def fit_final_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef):
-    prepared = prepare_data(series, cfg)
-    model, history = train_model(prepared, cfg)
-    tracking.log_metrics(run, {"final/best_val_loss": history.best_val_loss,
-                               "final/epochs": history.epochs,
-                               "final/samples_per_s": history.samples_per_second})
-    return model, history, prepared
+@task(name="record-config", cache_policy=NO_CACHE)
+def record_config_task(run: tracking.RunRef, trained: PipelineConfig, tuning: TuningResult) -> None:
+    searched = sorted(trained.tune.search_space) if tuning.tuned else []
+    tracking.record_trained_config(run, trained, searched)
+    tags = {"seqlab.study": tuning.study, "seqlab.cell": trained.model.cell}
+    if tuning.warm_started_from:
+        tags["seqlab.warm_started_from"] = tuning.warm_started_from
+    tracking.set_tags(run, tags)
 
 
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model, prepared: PreparedData, cfg: PipelineConfig, run: tracking.RunRef
-                  ) -> EvaluationResult:
-    result = evaluate_model(model, prepared, cfg)
-    tracking.log_metrics(run, result.evaluation.flat("test"))
+@task(name="learn-epochs", cache_policy=NO_CACHE)
+def learn_epochs_task(series: SeriesData, cfg: PipelineConfig) -> int:
+    return learn_epochs(series, cfg)
+
+
+@task(name="refit", cache_policy=NO_CACHE)
+def refit_task(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) -> FittedModel:
+    return refit(series, cfg, epochs, holdout)
+
+
+@task(name="backtest", cache_policy=NO_CACHE)
+def backtest_task(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig,
+                  run: tracking.RunRef) -> Backtest:
+    bt = backtest_model(fitted, series, cfg)
+    tracking.log_backtest(run, bt)
+    tracking.log_metrics(run, {"final/epochs": fitted.history.epochs,
+                               "final/samples_per_s": fitted.history.samples_per_second})
     with tempfile.TemporaryDirectory() as tmp:
         if cfg.eval.plot:
-            png = save_plot(result, prepared, f"{tmp}/forecast_vs_actual.png", cfg.dataset_name)
+            png = plot_backtest(series, bt, f"{tmp}/backtest.png", cfg.dataset_name)
             tracking.log_artifact(run, png, "plots")
-        csv = Path(tmp, "test_forecast.csv")
-        result.forecast_frame.to_csv(csv, index=False)
-        tracking.log_artifact(run, csv, "evaluation")
-    return result
+        for name, frame in (("cross_validation", bt.frame), ("per_window", bt.per_window),
+                            ("per_series", bt.per_series)):
+            path = Path(tmp, f"{name}.csv")
+            frame.to_csv(path, index=False)
+            tracking.log_artifact(run, path, "backtest")
+    return bt
 
 
 @task(name="log-model", retries=1, cache_policy=NO_CACHE)
-def log_model_task(model, prepared: PreparedData, series: SeriesData, cfg: PipelineConfig,
-                   run: tracking.RunRef) -> registry.LoggedModel:
-    meta = registry.model_meta(model, prepared.scaler, cfg, series.freq, series.covariates)
-    history = registry.user_frame(series, cfg.data)
-    first = series.frame["unique_id"].iloc[0]
-    example = history[(series.frame["unique_id"] == first).to_numpy()].tail(cfg.window.input_size)
-    example = example.reset_index(drop=True)
-    prediction = registry.forecast_history(model.cpu(), prepared.scaler, meta, example)
-    return registry.log_pyfunc(run.run_id, run.tracking_uri, model, meta, example, prediction)
+def log_model_task(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig,
+                   run: tracking.RunRef) -> serving.LoggedModel:
+    history = user_frame(series, cfg.data)
+    first = (series.frame["unique_id"] == series.frame["unique_id"].iloc[0]).to_numpy()
+    example = history[first].tail(cfg.window.input_size).reset_index(drop=True)
+    prediction = forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, example)
+    return serving.log_pyfunc(run.client(), run.run_id, fitted.model, fitted.meta, example,
+                              prediction)
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(cfg: PipelineConfig, logged: registry.LoggedModel, run: tracking.RunRef,
-                  result: EvaluationResult, series: SeriesData, prepared: PreparedData) -> str:
-    client = run.client()
-    tags = {f"test/{k}": f"{v:.6g}" for k, v in result.evaluation.model.items()}
+def register_task(cfg: PipelineConfig, logged: serving.LoggedModel, run: tracking.RunRef,
+                  bt: Backtest, served: FittedModel, series: SeriesData) -> str:
+    import json
+
+    tags = {f"test/{k}": f"{v:.6g}" for k, v in bt.mean["model"].items()}
+    tags.update({f"test/seasonal_naive/{k}": f"{v:.6g}" for k, v in bt.mean["seasonal_naive"].items()})
+    ends = served.meta["training_end"]
     tags.update({
         "seqlab.data_digest": series.digest,
-        "seqlab.test_window": f"{prepared.test_start[0]}/{prepared.horizon}",
         "seqlab.dataset": cfg.dataset_name,
+        "seqlab.cell": cfg.model.cell,
+        "seqlab.served": cfg.registry.serve,
+        "seqlab.backtest_cutoffs": json.dumps(bt.cutoffs),
+        "seqlab.training_end": max(ends.values()),
+        "seqlab.training_end_by_series": json.dumps(ends)[:5000],
     })
-    version = registry.register(client, cfg.model_name, logged.model_uri, run.run_id, tags,
-                                description=f"{cfg.model.cell} on {cfg.dataset_name}")
+    version = registry.register(run.client(), cfg.model_name, logged.artifact_location,
+                                run.run_id, tags, f"{cfg.model.cell} on {cfg.dataset_name}",
+                                logged.model_id)
     tracking.set_tags(run, {"seqlab.model_name": cfg.model_name, "seqlab.model_version": version})
     return version
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, result: EvaluationResult,
-                 series: SeriesData, prepared: PreparedData) -> registry.Decision:
-    client = run.client()
-    name, metric = cfg.model_name, cfg.registry.metric
+def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, bt: Backtest,
+                 series: SeriesData) -> promotion.Decision:
+    client, name = run.client(), cfg.model_name
     champion_version = registry.alias_version(client, name, registry.CHAMPION)
-    champion_score = None
-    reason_suffix = ""
-    if champion_version is not None:
-        # Re-score the champion on the challenger's own test window: same data, same metric.
-        test_at = {sid: start for sid, start in zip(prepared.series_ids, prepared.test_start)}
-        frame = series.frame
-        mask = frame["ds"] < frame["unique_id"].map(test_at)
-        history = registry.user_frame(series, cfg.data)[mask.to_numpy()].reset_index(drop=True)
+    champion = None
+    if champion_version is not None and champion_version != version:
         try:
-            scores = registry.score_on_window(
-                f"models:/{name}/{champion_version}", run.tracking_uri, history, prepared.y_test,
-                prepared.series_ids,
-                prepared.train_target, season_for(cfg, prepared.freq), prepared.history_target)
-            champion_score = scores[metric]
-        except Exception as e:  # an incompatible champion: keep it, say why
-            get_run_logger().warning("champion v%s could not be scored: %s", champion_version, e)
-            reason_suffix = f"champion v{champion_version} could not be scored on this window: {e}"
-    challenger = result.evaluation.model[metric]
-    if reason_suffix:
-        decision = registry.Decision(False, reason_suffix + "; promote manually if intended",
-                                     metric, challenger, None, champion_version)
-    else:
-        decision = registry.decide(metric, challenger, champion_score, cfg.registry.margin,
-                                   champion_version)
-    registry.apply_decision(client, name, version, decision, run.run_id)
+            model = serving.load_forecaster(client, name, champion_version)
+            meta = model.unwrap_python_model().meta
+            champion = promotion.score_champion(model, meta, champion_version, series, cfg, bt)
+        except Exception as e:  # noqa: BLE001 - an unloadable champion is kept, with the reason
+            champion = promotion.ChampionScores(champion_version, promotion.NOT_COMPARED,
+                                                error=str(e).splitlines()[0][:300])
+        if champion.backtest is None:
+            get_run_logger().warning("champion v%s: %s", champion_version, champion.error)
+    r = cfg.registry
+    decision = promotion.decide(bt, r.metric, r.margin, r.require_beat_baseline, champion)
+    registry.record_decision(client, name, version, decision.tags(), run.run_id)
+    tracking.log_dict(run, decision.figures(), "promotion/decision.json")
+    if decision.promote:
+        registry.move_alias(client, name, registry.CHAMPION, version, decision.reason,
+                            "automatic", decision.figures())
     return decision
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)
-def finish_run_task(run: tracking.RunRef, status: str) -> None:
+def finish_run_task(run: tracking.RunRef, status: str, summary: RunSummary | None,
+                    cfg: PipelineConfig) -> None:
+    if summary is not None:
+        if not cfg.tracking.run_name:  # the trained cell and its score, readable in the UI
+            trained = with_overrides(cfg, {"model.cell": summary.cell})
+            start = run.client().get_run(run.run_id).info.start_time / 1000
+            tracking.rename_run(run, tracking.run_name_for(trained, start,
+                                                           summary.metrics.get("test/mase")))
+        tracking.set_tags(run, {"mlflow.note.content": render_markdown(summary)})
     tracking.end_run(run, status)
 
 
@@ -184,7 +213,8 @@ def _show_seqlab_logs() -> None:
     logger.setLevel(logging.INFO)
     if not any(getattr(h, "_seqlab", False) for h in logger.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
         handler._seqlab = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
@@ -197,45 +227,56 @@ def _scheduled_trigger() -> str | None:
 
 
 @flow(name="seqlab-training", log_prints=True)
-def training_pipeline(config: str = DEFAULT_CONFIG, overrides: list[str] | None = None,
-                      trigger: str | None = None) -> dict[str, Any]:
-    """Tune, train, evaluate, register and (maybe) promote a recurrent forecaster."""
+def training_pipeline(config: str | None = None, overrides: list[str] | None = None,
+                      trigger: str | None = None) -> RunSummary:
+    """Tune, train, backtest, register and (maybe) promote a recurrent forecaster."""
     _show_seqlab_logs()
+    logger = get_run_logger()
     cfg = load_config(config, overrides or [])
     trigger = trigger or _scheduled_trigger()
     if trigger:
         cfg = with_overrides(cfg, {"tracking.trigger": trigger})
-    raw = ingest_task(cfg)
-    series = validate_task(raw, cfg)
-    prepare_task(series, cfg)  # fail fast on the split before any run is opened
+    replaced = (replaced_by_tuning(parse_override_args(overrides or []), cfg.tune.search_space)
+                if cfg.tune.n_trials else [])
+    for key in replaced:
+        logger.warning("%s is in tune.search_space: tuning replaces the value you set; remove "
+                       "it from the search space (or set tune.n_trials=0) to keep it", key)
+    series = validate_task(ingest_task(cfg), cfg)
     run = start_run_task(cfg, series, _prefect_tags())
+    summary: RunSummary | None = None
     try:
-        study = tune_task(cfg, series, run)
-        final_cfg = with_overrides(cfg, study["best_params"])
-        model, history, prepared = fit_final_task(final_cfg, series, run)
-        result = evaluate_task(model, prepared, final_cfg, run)
-        summary: dict[str, Any] = {
-            "dataset": cfg.dataset_name, "experiment": cfg.experiment_name, "run_id": run.run_id,
-            "tracking_uri": run.tracking_uri, "model_name": cfg.model_name,
-            "metrics": result.evaluation.flat("test"), "study": study["study"],
-            "trials_finished": study["finished_after"], "best_trial": study["best_trial"],
-            "best_params": study["best_params"], "version": None, "alias": None,
-            "decision": "not registered (registry.register=false)",
-        }
+        tuning = tune_task(cfg, series, run)
+        trained = with_overrides(cfg, tuning.best_params)
+        record_config_task(run, trained, tuning)
+        epochs = (tuning.best_epoch + 1 if tuning.best_epoch is not None
+                  else learn_epochs_task(series, trained))
+        evaluated = refit_task(series, trained, epochs, cfg.test_size)
+        bt = backtest_task(evaluated, series, trained, run)
+        summary = RunSummary(
+            dataset=cfg.dataset_name, experiment=cfg.experiment_name, run_id=run.run_id,
+            tracking_uri=run.tracking_uri, model_name=cfg.model_name, metrics=bt.flat("test"),
+            backtest_windows=len(bt.windows), cutoffs=bt.cutoffs, cell=trained.model.cell,
+            trained_params=tuning.best_params, study=tuning.study,
+            trials_finished=tuning.finished_after, best_trial=tuning.best_trial,
+            warm_started_from=tuning.warm_started_from, replaced_by_tuning=replaced,
+            served=cfg.registry.serve)
         if cfg.registry.register_model:
-            logged = log_model_task(model, prepared, series, final_cfg, run)
-            version = register_task(final_cfg, logged, run, result, series, prepared)
-            summary.update(version=version, alias=registry.CHALLENGER,
-                           decision="not evaluated (registry.promote=false)")
+            served = (refit_task(series, trained, epochs, 0) if cfg.registry.serve == "refit"
+                      else evaluated)
+            logged = log_model_task(served, series, trained, run)
+            version = register_task(trained, logged, run, bt, served, series)
+            summary.version, summary.alias = version, registry.CHALLENGER
+            summary.decision = "not evaluated (registry.promote=false)"
             if cfg.registry.promote:
-                decision = promote_task(final_cfg, version, run, result, series, prepared)
-                summary["decision"] = ("promoted to champion: " if decision.promote
-                                       else "kept champion: ") + decision.reason
+                decision = promote_task(trained, version, run, bt, series)
+                summary.promoted = decision.promote
+                summary.decision = ("promoted to champion: " if decision.promote
+                                    else "not promoted: ") + decision.reason
                 if decision.promote:
-                    summary["alias"] = f"{registry.CHALLENGER}, {registry.CHAMPION}"
-        finish_run_task(run, "FINISHED")
+                    summary.alias = f"{registry.CHALLENGER}, {registry.CHAMPION}"
+        finish_run_task(run, "FINISHED", summary, cfg)
     except BaseException:
-        finish_run_task(run, "FAILED")
+        finish_run_task(run, "FAILED", None, cfg)
         raise
     create_markdown_artifact(markdown=render_markdown(summary), key="seqlab-training-summary",
                              description="metrics vs baselines, MLflow run, model version, alias")
@@ -244,9 +285,8 @@ def training_pipeline(config: str = DEFAULT_CONFIG, overrides: list[str] | None 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    cfg_path = args[0] if args and "=" not in args[0] else DEFAULT_CONFIG
+    cfg_path = args[0] if args and "=" not in args[0] else None
     rest = args[1:] if args and "=" not in args[0] else args
-    out = training_pipeline(cfg_path, rest)
     from seqlab.report import render_rich
 
-    render_rich(out)
+    render_rich(training_pipeline(cfg_path, rest))

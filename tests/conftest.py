@@ -54,6 +54,46 @@ def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
     return [f"{k}={'null' if v is None else v}" for k, v in base.items()]
 
 
+def write_sine_csv(path: Path, n: int = 90, **kwargs: object) -> Path:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sine_frame(n=n, **kwargs).to_csv(path, index=False)  # type: ignore[arg-type]
+    return path
+
+
+SPACE = {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+
+
+def make_tiny_config(tmp: Path, **overrides: object):
+    """The one tiny configuration of the test suite: a daily sine CSV under ``tmp``, a 4-unit GRU,
+    3 epochs, stores under ``tmp``; dotted ``overrides`` change any key (``tune.n_trials=4``)."""
+    from seqlab.config import apply_overrides, build_config
+
+    base = {
+        "data": {"source": str(write_sine_csv(Path(tmp) / "sine.csv")), "time_column": "ds",
+                 "target": "y", "freq": "D"},
+        "window": {"input_size": 14, "horizon": 7},
+        "model": {"cell": "gru", "hidden_size": 4},
+        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
+        "tune": {"n_trials": 3, "storage": f"sqlite:///{tmp}/optuna.db", "n_startup_trials": 2,
+                 "workers": 1, "search_space": SPACE},
+        "eval": {"backtest_windows": 2},
+        "tracking": {"tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+                     "artifact_location": str(Path(tmp) / "artifacts")},
+    }
+    return build_config(apply_overrides(base, dict(overrides)))
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """``tiny_config(**dotted_overrides)`` -> a validated tiny PipelineConfig (see make_tiny_config)."""
+
+    def make(**overrides: object):
+        return make_tiny_config(tmp_path, **overrides)
+
+    return make
+
+
 @pytest.fixture
 def sine_csv(tmp_path: Path) -> Path:
     path = tmp_path / "sine.csv"

@@ -4,6 +4,7 @@ import pytest
 
 from seqlab.config import (
     ConfigError,
+    build_config,
     PipelineConfig,
     apply_overrides,
     flatten,
@@ -18,7 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("path", sorted((REPO / "conf").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_config_file_loads(path: Path) -> None:
     cfg = load_config(path)
-    assert isinstance(cfg, PipelineConfig)
+    assert build_config(cfg.model_dump(mode="json")) == cfg  # round-trips as it is logged
+    for key, spec in cfg.tune.search_space.items():  # every searched key is a real setting
+        value = spec.choices[0] if spec.type == "categorical" else spec.low
+        if spec.type == "int":
+            value = int(value)
+        assert flatten(with_overrides(cfg, {key: value}))[key] == str(value)
 
 
 def test_default_config_values() -> None:

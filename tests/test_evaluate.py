@@ -1,8 +1,12 @@
 import numpy as np
+import pandas as pd
 import pytest
 
+from seqlab.config import DataConfig
+from seqlab.data import validate
 from seqlab.evaluate import (
-    evaluate_forecasts,
+    backtest,
+    cross_validation,
     mae,
     mase,
     mase_scale,
@@ -36,23 +40,76 @@ def test_baselines() -> None:
     np.testing.assert_array_equal(seasonal_naive_forecast(hist[:2], 3, 4), [2, 2, 2])
 
 
-def test_perfect_seasonal_series_seasonal_naive_scores_zero() -> None:
-    season = np.array([1.0, 5, 3, 2])
-    series = np.tile(season, 6)
-    train, hist, test = series[:16], series[:20], series[20:]
-    ev = evaluate_forecasts(test[None], test[None] + 1, [train], [hist], ["a"], season=4)
-    assert ev.baselines["seasonal_naive"]["mae"] == 0
-    assert ev.model["mae"] == pytest.approx(1)
-    assert not ev.beats_baselines()
-    flat = ev.flat()
+
+SEASON = np.array([1.0, 5, 3, 2])
+
+
+def seasonal_series(n_series: int = 1, periods: int = 8):
+    frames = [pd.DataFrame({"store": f"s{i}", "ds": pd.date_range("2024-01-01", periods=4 * periods,
+                                                                   freq="D"),
+                            "y": np.tile(SEASON, periods) * (i + 1)}) for i in range(n_series)]
+    cfg = DataConfig(source="x", time_column="ds", target="y", series_id="store")
+    return validate(pd.concat(frames, ignore_index=True), cfg)
+
+
+def truth_plus(offset: float, series):
+    """A forecaster that knows the future: the actual values plus ``offset``."""
+    full = series.frame.set_index(["unique_id", "ds"])["y"]
+
+    def forecast(history):
+        rows = []
+        for sid, g in history.frame.groupby("unique_id", sort=False):
+            ds = pd.date_range(g["ds"].iloc[-1] + pd.Timedelta(days=1), periods=3, freq="D")
+            rows.append(pd.DataFrame({"unique_id": sid, "ds": ds,
+                                      "forecast": full.loc[sid].reindex(ds).to_numpy() + offset}))
+        return pd.concat(rows, ignore_index=True)
+
+    return forecast
+
+
+def test_backtest_scores_model_and_baselines_on_the_same_cutoffs() -> None:
+    series = seasonal_series(n_series=2)
+    bt = backtest(series, offsets=[9, 6, 3], horizon=3, season=4, forecaster=truth_plus(1.0, series))
+    assert bt.windows == [0, 1, 2]
+    # Cutoffs are the last timestamps each forecast saw: 9, 6 and 3 points before the end.
+    ends = series.frame.groupby("unique_id")["ds"].max().iloc[0]
+    assert bt.cutoffs == [(ends - pd.Timedelta(days=d)).isoformat() for d in (9, 6, 3)]
+    assert bt.scores("model", "mae") == pytest.approx([1.0, 1.0, 1.0])
+    assert bt.scores("seasonal_naive", "mae") == pytest.approx([0.0, 0.0, 0.0])
+    assert bt.mean["model"]["mae"] == pytest.approx(1.0)
+    assert not bt.beats("seasonal_naive", "mae") and bt.beats("naive", "mae")
+    flat = bt.flat()
     assert {"test/mase", "test/naive/mase", "test/seasonal_naive/rmse"} <= set(flat)
+    assert set(bt.per_series["unique_id"]) == {"s0", "s1"}
+    # MASE per series divides by that series' in-sample seasonal-naive MAE (0 here: NaN).
+    assert np.isnan(bt.mean["model"]["mase"])
 
 
-def test_metrics_average_over_series() -> None:
-    y = np.array([[1.0, 1.0], [2.0, 2.0]])
-    f = np.array([[2.0, 2.0], [2.0, 2.0]])
-    trains = [np.array([0.0, 1, 0, 1]), np.array([0.0, 2, 0, 2])]
-    ev = evaluate_forecasts(y, f, trains, trains, ["a", "b"], season=1)
-    assert ev.model["mae"] == pytest.approx(0.5)
-    assert ev.per_series["a"]["mase"] == pytest.approx(1.0)
-    assert ev.per_series["b"]["mase"] == pytest.approx(0.0)
+def test_cross_validation_frame_shape_and_history_cut() -> None:
+    series = seasonal_series()
+    seen = []
+
+    def spy(history):
+        seen.append(len(history.frame))
+        return truth_plus(0.0, series)(history)
+
+    cv = cross_validation(series, [6, 3], 3, 4, spy)
+    assert seen == [32 - 6, 32 - 3]  # each forecast saw only the history before its cutoff
+    assert list(cv.columns[:6]) == ["unique_id", "window", "cutoff", "ds", "y", "model"]
+    assert len(cv) == 2 * 3 and (cv["ds"] > cv["cutoff"]).all()
+    np.testing.assert_allclose(cv["model"], cv["y"])
+
+
+def test_backtest_subset_and_mase_with_noise() -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    df = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq="D"),
+                       "y": 10 + np.tile(SEASON, n // 4) + rng.normal(0, 0.5, n)})
+    series = validate(df, DataConfig(source="x", time_column="ds", target="y"))
+    bt = backtest(series, [9, 6, 3], 3, 4, truth_plus(0.5, series))
+    sub = bt.subset([1, 2])
+    assert sub.windows == [1, 2]
+    assert sub.scores("model", "mae") == pytest.approx(bt.scores("model", "mae")[1:])
+    y = df["y"].to_numpy()
+    scale = np.mean(np.abs(y[4 : n - 3] - y[: n - 7]))  # history before the last cutoff
+    assert bt.scores("model", "mase")[2] == pytest.approx(0.5 / scale)

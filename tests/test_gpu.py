@@ -6,6 +6,8 @@ where only torch, numpy, pandas and the carried wheels (optuna, pydantic, pyyaml
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 import torch
@@ -17,7 +19,8 @@ from seqlab.devices import plan_slots, resolve_device
 from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import prepare_data, train_model
 from seqlab.train import DeviceData, fit
-from seqlab.workers import tune_study
+from seqlab.tuning import tune_study
+from seqlab.tuning.storage import study_name_for
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
@@ -60,6 +63,7 @@ def test_bf16_trains_and_auto_precision_picks_by_size(tmp_path, series) -> None:
     big = RecurrentForecaster(1, 7, "lstm", hidden_size=512, num_layers=2)
     h = fit(big, prepared, TrainConfig(max_epochs=1, device="cuda", precision="auto", batch_size=256))
     assert h.precision in ("fp32", "bf16")  # measured, not assumed
+    assert all(math.isfinite(v) for v in h.train_loss)
     small = RecurrentForecaster(1, 7, "lstm", hidden_size=16)
     assert fit(small, prepared, TrainConfig(max_epochs=1, device="cuda")).precision == "fp32"
 
@@ -84,10 +88,10 @@ def test_packed_workers_finish_exactly_n_trials_with_gpu_memory_logged(tmp_path,
 
     s = validate_data(ingest(c), c)
     summary = tune_study(c, s)
-    study = optuna.load_study(study_name=c.study_name, storage=c.tune.storage)
+    study = optuna.load_study(study_name=summary.study, storage=c.tune.storage)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
                                                        optuna.trial.TrialState.PRUNED)]
-    assert len(finished) == 8 and summary["finished_after"] == 8
+    assert len(finished) == 8 and summary.finished_after == 8
     assert all(t.user_attrs.get("gpu_mem_peak_mb", 0) > 0
                for t in finished if t.state == optuna.trial.TrialState.COMPLETE)
 
@@ -105,6 +109,6 @@ def test_real_cuda_oom_fails_the_trial_with_its_reason(tmp_path, series) -> None
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()
-    study = optuna.load_study(study_name=c.study_name, storage=c.tune.storage)
+    study = optuna.load_study(study_name=study_name_for(c, series.digest), storage=c.tune.storage)
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed and "out of memory" in failed[0].user_attrs["fail_reason"].lower()

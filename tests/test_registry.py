@@ -1,34 +1,26 @@
-import math
-
-import pytest
-
-from seqlab.registry import AliasMove, decide
+from seqlab.registry import CHAMPION, AliasMove, champion_lineage
 
 
-def test_first_model_becomes_champion() -> None:
-    d = decide("mase", 0.8, None, 0.0)
-    assert d.promote and d.reason == "no champion yet"
-
-
-@pytest.mark.parametrize("challenger, champion, margin, promote", [
-    (0.7, 0.8, 0.0, True),     # better
-    (0.8, 0.8, 0.0, False),    # tie keeps the champion
-    (0.9, 0.8, 0.0, False),    # worse
-    (0.78, 0.8, 0.05, False),  # better, but inside the 5% margin
-    (0.75, 0.8, 0.05, True),   # better by more than the margin
-])
-def test_gate_margin_and_ties(challenger: float, champion: float, margin: float, promote: bool) -> None:
-    d = decide("mase", challenger, champion, margin, champion_version="3")
-    assert d.promote is promote
-    assert d.figures() == {"metric": "mase", "challenger": challenger, "champion": champion,
-                           "champion_version": "3"}
-
-
-def test_non_finite_challenger_never_promotes() -> None:
-    assert not decide("mase", math.nan, 1.0, 0.0).promote
-    assert not decide("mase", math.inf, None, 0.0).promote
+def move(seq: int, frm: str | None, to: str, mode: str = "automatic", alias: str = CHAMPION):
+    return AliasMove(seq, "2026-01-01T00:00:00Z", alias, frm, to, mode, "why", {})
 
 
 def test_alias_move_serialises() -> None:
     m = AliasMove(1, "2026-01-01T00:00:00Z", "champion", None, "2", "manual", "why", {"a": 1})
     assert '"to_version": "2"' in m.to_json()
+
+
+def test_lineage_walks_back_instead_of_flipping() -> None:
+    moves = [move(1, None, "1"), move(2, "1", "2"), move(3, "2", "3"),
+             move(4, None, "4", alias="challenger")]
+    assert champion_lineage(moves) == ["1", "2", "3"]
+    moves.append(move(5, "3", "2", "rollback"))
+    assert champion_lineage(moves) == ["1", "2"]  # next rollback goes to v1, not back to v3
+    moves.append(move(6, "2", "1", "rollback"))
+    assert champion_lineage(moves) == ["1"]
+
+
+def test_lineage_after_manual_promotion() -> None:
+    moves = [move(1, None, "1"), move(2, "1", "3", "manual"), move(3, "3", "1", "rollback"),
+             move(4, "1", "5")]
+    assert champion_lineage(moves) == ["1", "5"]

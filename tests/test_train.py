@@ -7,7 +7,7 @@ import torch
 from conftest import sine_frame
 from seqlab.config import DataConfig, PipelineConfig, TrainConfig, with_overrides
 from seqlab.data import validate
-from seqlab.pipeline import evaluate_model, prepare_data, train_model
+from seqlab.pipeline import backtest_model, prepare_data, refit, train_model
 from seqlab.train import Callback, DeviceData, NonFiniteLossError, fit, predict
 from seqlab.models import RecurrentForecaster
 
@@ -21,9 +21,13 @@ def tiny_cfg(**over: object) -> PipelineConfig:
 
 
 @pytest.fixture(scope="module")
-def prepared():
-    cfg = tiny_cfg()
-    return prepare_data(validate(sine_frame(n=120), cfg.data), cfg)
+def series():
+    return validate(sine_frame(n=120), tiny_cfg().data)
+
+
+@pytest.fixture(scope="module")
+def prepared(series):
+    return prepare_data(series, tiny_cfg())
 
 
 class Recorder(Callback):
@@ -35,21 +39,33 @@ class Recorder(Callback):
         self.started = True
 
     def on_epoch_end(self, epoch, metrics) -> None:
-        assert set(metrics) == {"train/loss", "val/loss"}
+        assert set(metrics) == {"train/loss", "val/loss", "val/mase"}
         self.epochs.append(epoch)
 
     def on_fit_end(self, history) -> None:
         self.ended = True
 
 
-def test_loss_goes_down_and_beats_naive(prepared) -> None:
+def test_loss_goes_down_and_beats_naive(prepared, series) -> None:
     cfg = tiny_cfg()
     rec = Recorder()
     model, hist = train_model(prepared, cfg, [rec])
     assert hist.train_loss[-1] < 0.5 * hist.train_loss[0]
     assert rec.started and rec.ended and rec.epochs == list(range(30))
-    res = evaluate_model(model, prepared, cfg)
-    assert res.evaluation.model["mae"] < res.evaluation.baselines["naive"]["mae"]
+    assert hist.monitor == "val/mase" and hist.best_score == min(hist.val_score)
+    bt = backtest_model(refit(series, cfg, 30, cfg.test_size), series, cfg)
+    assert bt.mean["model"]["mae"] < bt.mean["naive"]["mae"]
+
+
+def test_refit_trains_a_fixed_epoch_count_and_keeps_the_last_weights(series) -> None:
+    cfg = tiny_cfg(**{"train.patience": 2})
+    fitted = refit(series, cfg, epochs=4, holdout=cfg.test_size)
+    assert fitted.history.epochs == 4 and fitted.history.monitor == "train/loss"
+    assert fitted.history.best_epoch == 3
+    # It saw everything before the first backtest cutoff, and says so.
+    last_seen = series.frame["ds"].iloc[len(series.frame) - 1 - cfg.test_size]
+    assert fitted.meta["training_end"] == {"series_0": last_seen.isoformat()}
+    assert fitted.meta["epochs"] == 4 and len(fitted.prepared.x_val) == 0
 
 
 def test_same_seed_same_metrics_on_cpu(prepared) -> None:
@@ -67,8 +83,11 @@ def test_early_stopping_restores_best_weights(prepared) -> None:
     assert hist.stopped_early and hist.epochs == hist.best_epoch + 4
     data = DeviceData.from_prepared(prepared, torch.device("cpu"))
     with torch.no_grad():
-        val = torch.nn.functional.mse_loss(model.eval()(data.x_val), data.y_val).item()
+        pred = model.eval()(data.x_val)
+        val = torch.nn.functional.mse_loss(pred, data.y_val).item()
     assert val == pytest.approx(hist.best_val_loss, rel=1e-5)
+    # Early stopping follows validation MASE in data units, and the restored weights score it.
+    assert prepared.val_mase(pred.numpy()) == pytest.approx(hist.best_score, rel=1e-4)
 
 
 def test_non_finite_loss_raises_with_reason(prepared) -> None:
@@ -103,5 +122,5 @@ def test_fit_accepts_prepared_and_predict_shapes(prepared) -> None:
     hist = fit(model, prepared, TrainConfig(max_epochs=2, device="cpu"))
     assert hist.epochs == 2 and hist.precision == "fp32" and hist.device == "cpu"
     assert hist.samples_per_second > 0
-    out = predict(model, prepared.x_test)
-    assert out.shape == (1, 7) and np.isfinite(out).all()
+    out = predict(model, prepared.x_val)
+    assert out.shape == (len(prepared.x_val), 7) and np.isfinite(out).all()

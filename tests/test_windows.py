@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import sine_frame
@@ -7,14 +8,19 @@ from seqlab.data import validate
 from seqlab.windows import (
     Scaler,
     apply_transform,
+    backtest_offsets,
     decode_forecasts,
     fit_scaler,
+    min_length,
     normalise_windows,
     prepare,
+    seasonal_mae,
     sliding_windows,
+    target_windows,
 )
 
 CFG = DataConfig(source="x", time_column="ds", target="y")
+MULTI = DataConfig(source="x", time_column="ds", target="y", series_id="store")
 
 
 def test_sliding_windows_values_and_shapes() -> None:
@@ -40,6 +46,15 @@ def test_multifeature_windows_take_target_from_feature_zero() -> None:
     np.testing.assert_array_equal(y[1], [3, 4])
 
 
+def test_target_windows_keep_targets_inside_the_range() -> None:
+    v = np.arange(30.0)[:, None]
+    x, y, starts = target_windows(v, 4, 3, target_start=10, target_end=20)
+    assert y.min() >= 10 and y.max() <= 19
+    np.testing.assert_array_equal(starts, y[:, 0])
+    assert len(y) == 20 - 10 - 3 + 1  # every target start from 10 to 17
+    np.testing.assert_array_equal(x[0, :, 0], [6, 7, 8, 9])  # inputs reach back into the past
+
+
 def test_scaler_round_trip_and_constant_feature() -> None:
     parts = [np.c_[np.arange(10.0), np.ones(10)], np.c_[np.arange(10.0) * 3, np.ones(10)]]
     sc = fit_scaler(parts, ["a", "b"], "standard")
@@ -50,40 +65,86 @@ def test_scaler_round_trip_and_constant_feature() -> None:
     assert Scaler.from_dict(sc.to_dict()).index_of("b") == 1
 
 
-def test_split_sizes_and_test_window() -> None:
-    s = validate(sine_frame(n=60), CFG)
-    p = prepare(s, input_size=10, horizon=5, val_size=5, scaler_kind="standard")
-    # train part 50 points -> 50 - 10 - 5 + 1 windows; validation windows end in the 5 val points
-    assert p.x_train.shape == (36, 10, 1)
-    assert p.x_val.shape == (5, 10, 1)
-    assert p.y_test.shape == (1, 5)
-    np.testing.assert_allclose(p.y_test[0], s.frame["y"].to_numpy()[-5:])
-    assert p.test_start[0] == s.frame["ds"].iloc[-5]
-    assert len(p.train_target[0]) == 50 and len(p.history_target[0]) == 55
+def test_backtest_offsets_and_min_length() -> None:
+    assert backtest_offsets(horizon=12, windows=3, step=12) == [36, 24, 12]
+    assert backtest_offsets(horizon=5, windows=3, step=2) == [9, 7, 5]
+    assert backtest_offsets(horizon=4, windows=1, step=4) == [4]
+    assert min_length(input_size=24, horizon=12, val_size=12, test_size=36) == 84
+
+
+@pytest.mark.parametrize("n_series", [1, 3])
+@pytest.mark.parametrize("L, H, stride, val, test", [
+    (10, 5, 1, 5, 5), (24, 12, 1, 12, 36), (7, 3, 2, 9, 6), (12, 6, 3, 6, 18), (5, 1, 1, 1, 1),
+])
+def test_no_target_point_is_both_fitted_and_validated(n_series: int, L: int, H: int, stride: int,
+                                                      val: int, test: int) -> None:
+    """Targets of training windows end before the validation part; validation targets lie
+    wholly inside it, never in training or in the test part."""
+    n = min_length(L, H, val, test) + 7
+    frames = []
+    for s in range(n_series):
+        df = sine_frame(n=n + 3 * s)  # series of different lengths line up on their end
+        df["y"] = np.arange(len(df), dtype=float) + 1  # value = position + 1
+        df.insert(0, "store", f"s{s}")
+        frames.append(df)
+    series = validate(pd.concat(frames, ignore_index=True), MULTI)
+    p = prepare(series, L, H, holdout=val + test, val_size=val, stride=stride, scaler_kind="none")
+    lengths = series.lengths()
+    for i, sid in enumerate(p.series_ids):
+        T = lengths[sid]
+        train_end, val_end = T - val - test, T - test
+        # With scaler none and no local norm, targets are raw positions + 1.
+        mine = p.y_train[_series_rows(p, i)] - 1
+        assert mine.size and mine.max() < train_end
+        v = p.val_target[p.val_series == i] - 1
+        assert v.size and v.min() >= train_end and v.max() < val_end
+        assert not (set(mine.ravel().astype(int)) & set(v.ravel().astype(int)))
+    assert len(p.x_val) == n_series * (val - H + 1)
+
+
+def _series_rows(p, i: int) -> np.ndarray:
+    """Rows of series ``i`` among the training windows, which are concatenated per series: the
+    first input value (a position) drops where the next series starts."""
+    firsts = p.x_train[:, 0, 0]
+    bounds = [0, *(np.flatnonzero(np.diff(firsts) < 0) + 1).tolist(), len(firsts)]
+    return np.arange(bounds[i], bounds[i + 1])
 
 
 def test_no_leakage_from_validation_and_test() -> None:
     """Changing validation and test values changes nothing the scaler or training saw."""
     df = sine_frame(n=80)
-    a = prepare(validate(df, CFG), 12, 6, 6, scaler_kind="standard", local_norm="last")
+    a = prepare(validate(df, CFG), 12, 6, holdout=12, val_size=6, local_norm="last")
     df2 = df.copy()
     df2.loc[len(df2) - 12 :, "y"] *= 50  # the validation and test parts
-    b = prepare(validate(df2, CFG), 12, 6, 6, scaler_kind="standard", local_norm="last")
+    b = prepare(validate(df2, CFG), 12, 6, holdout=12, val_size=6, local_norm="last")
     np.testing.assert_array_equal(a.scaler.loc, b.scaler.loc)
     np.testing.assert_array_equal(a.scaler.scale, b.scaler.scale)
     np.testing.assert_array_equal(a.x_train, b.x_train)
     np.testing.assert_array_equal(a.y_train, b.y_train)
-    assert not np.array_equal(a.y_val, b.y_val)
+    assert not np.array_equal(a.val_target, b.val_target)
 
 
-def test_local_norm_and_log_transform_decode_back() -> None:
+def test_refit_without_holdout_uses_every_point() -> None:
+    s = validate(sine_frame(n=40), CFG)
+    p = prepare(s, 10, 5, holdout=0)
+    assert len(p.x_train) == 40 - 10 - 5 + 1 and len(p.x_val) == 0
+    with pytest.raises(ValueError, match="cannot exceed"):
+        prepare(s, 10, 5, holdout=3, val_size=5)
+    with pytest.raises(ValueError, match="needs"):
+        prepare(s, 10, 5, holdout=30)
+
+
+def test_validation_mase_decodes_to_data_units() -> None:
     s = validate(sine_frame(n=60), CFG)
-    p = prepare(s, 10, 5, 5, scaler_kind="standard", transform="log", local_norm="last")
-    assert np.all(p.x_test[:, -1, 0] == 0)  # relative to the last observed value
-    # A perfect model outputs the normalised truth: decoding must give the raw test values.
+    p = prepare(s, 10, 5, holdout=10, val_size=5, transform="log", local_norm="last", season=7)
+    # A perfect model outputs the normalised truth: decoded, it is the raw validation target.
+    assert p.val_mase(p.y_val) == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(p.decode_val(p.y_val), p.val_target, rtol=1e-6)
     raw = s.frame["y"].to_numpy()
-    truth = (np.log(raw[-5:]) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.test_ref[0]
-    np.testing.assert_allclose(p.decode_test(truth[None, :]), raw[None, -5:], rtol=1e-6)
+    assert p.mase_scale[0] == pytest.approx(seasonal_mae(raw[:50], 7))
+    # Off by one unit everywhere: MASE is 1 / the series' scale.
+    enc = (np.log(p.val_target + 1) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.val_ref[:, None]
+    assert p.val_mase(enc) == pytest.approx(1 / p.mase_scale[0], rel=1e-6)
 
 
 def test_normalise_windows_none_is_identity() -> None:

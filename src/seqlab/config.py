@@ -44,7 +44,8 @@ class WindowConfig(_Section):
     horizon: int = Field(12, ge=1)
     stride: int = Field(1, ge=1)
     val_size: int | None = Field(None, ge=1)
-    """Length of the validation segment before the test window; defaults to ``horizon``."""
+    """Points of the validation part, right before the first backtest cutoff; defaults to
+    ``horizon``. Validation targets lie wholly inside it (never in the training part)."""
     scaler: Literal["standard", "minmax", "none"] = "standard"
     """Per-series scaling, fitted on the training part only."""
     transform: Literal["none", "log"] = "none"
@@ -114,7 +115,10 @@ class TuneConfig(_Section):
     storage: str = "sqlite:///mlruns/optuna.db"
     """Any Optuna storage URL, or a path ending in ``.log`` for a journal file."""
     study_name: str | None = None
-    """Defaults to ``<experiment>-<dataset>``; the study is resumed by name."""
+    """Base name, defaulting to the experiment's. The study used is ``<base>-<fingerprint>``: the
+    fingerprint covers the data digest and every setting that changes what a trial computes, so
+    new data or another search space starts a new study (warm-started with the last best
+    parameters) instead of reusing trials scored on something else."""
     sampler_seed: int | None = 42
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(10, ge=0)
@@ -137,6 +141,11 @@ class TuneConfig(_Section):
 class EvalConfig(_Section):
     season_length: int | None = Field(None, ge=1)
     """Season for the seasonal-naive baseline and MASE; inferred from the frequency when unset."""
+    backtest_windows: int = Field(3, ge=1)
+    """Rolling-origin test windows (cutoffs) at the end of each series; model and baselines are
+    scored on the same ones (statsforecast/neuralforecast ``cross_validation``'s ``n_windows``)."""
+    step: int | None = Field(None, ge=1)
+    """Points between consecutive cutoffs; defaults to ``window.horizon``."""
     plot: bool = True
 
 
@@ -162,6 +171,12 @@ class RegistryConfig(_Section):
     metric: Literal["mase", "mae", "rmse", "smape"] = "mase"
     margin: float = Field(0.0, ge=0.0, lt=1.0)
     """Relative improvement required: promote when challenger < champion * (1 - margin)."""
+    require_beat_baseline: bool = True
+    """A challenger whose mean backtest ``metric`` does not beat seasonal naive on the same
+    windows is registered but never promoted (also when there is no champion yet)."""
+    serve: Literal["refit", "evaluated"] = "refit"
+    """``refit``: the registered model is refit on the whole history with the chosen parameters
+    and epoch count; ``evaluated``: register the very model the backtest scored."""
 
 
 class PipelineConfig(_Section):
@@ -203,6 +218,15 @@ class PipelineConfig(_Section):
     @property
     def val_size(self) -> int:
         return self.window.val_size or self.window.horizon
+
+    @property
+    def backtest_step(self) -> int:
+        return self.eval.step or self.window.horizon
+
+    @property
+    def test_size(self) -> int:
+        """Points from the first backtest cutoff to the end of each series."""
+        return self.window.horizon + (self.eval.backtest_windows - 1) * self.backtest_step
 
 
 # ---------------------------------------------------------------- loading and overrides

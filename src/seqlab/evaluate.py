@@ -1,16 +1,22 @@
-"""Point-forecast metrics, naive baselines and the forecast-vs-actual plot.
+"""Point-forecast metrics, naive baselines, rolling-origin backtests and their plot.
 
-MASE is scaled by the in-sample seasonal-naive MAE of each series' training part (Hyndman &
-Koehler 2006); metrics over several series are the mean of the per-series values.
+MASE is scaled by the in-sample seasonal-naive MAE of each series' history before the cutoff
+(Hyndman & Koehler 2006). A backtest scores forecasts made at several cutoffs (the shape of
+statsforecast/neuralforecast ``cross_validation``: one row per series, cutoff and step); the
+baselines are computed on the very same cutoffs. Means are over series, then over cutoffs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from seqlab.data import SeriesData
+from seqlab.windows import seasonal_mae
 
 METRICS = ("mae", "rmse", "smape", "mase")
 
@@ -32,11 +38,7 @@ def smape(y: np.ndarray, f: np.ndarray) -> float:
 
 def mase_scale(train: np.ndarray, season: int) -> float:
     """In-sample seasonal-naive MAE of the training part (falls back to lag 1 when too short)."""
-    m = season if len(train) > season else 1
-    if len(train) <= m:
-        return float("nan")
-    scale = float(np.mean(np.abs(train[m:] - train[:-m])))
-    return scale if scale > 0 else float("nan")
+    return seasonal_mae(train, season)
 
 
 def mase(y: np.ndarray, f: np.ndarray, scale: float) -> float:
@@ -54,114 +56,153 @@ def seasonal_naive_forecast(history: np.ndarray, horizon: int, season: int) -> n
     return np.resize(last, horizon)  # repeats the last season as often as needed
 
 
-def score(y: np.ndarray, f: np.ndarray, train: np.ndarray, season: int) -> dict[str, float]:
-    """All metrics of one series' forecast."""
-    return {
-        "mae": mae(y, f),
-        "rmse": rmse(y, f),
-        "smape": smape(y, f),
-        "mase": mase(y, f, mase_scale(train, season)),
-    }
+# ---------------------------------------------------------------- rolling-origin backtests
+
+Forecaster = Callable[[SeriesData], pd.DataFrame]
+"""History (validated, canonical) -> ``unique_id, ds, forecast`` for the next horizon."""
+
+BASELINES = ("naive", "seasonal_naive")
+
+
+def cross_validation(series: SeriesData, offsets: list[int], horizon: int, season: int,
+                     forecaster: Forecaster, labels: list[int] | None = None) -> pd.DataFrame:
+    """Forecast at each cutoff (``offsets``: points before each series' end, oldest first;
+    ``labels``: the window number of each, default 0, 1, ...).
+
+    Returns one row per series, window and step: ``unique_id, window, cutoff, ds, y, model,
+    naive, seasonal_naive, mase_scale``; ``cutoff`` is the last timestamp the forecast saw.
+    """
+    from seqlab.inference import truncate
+
+    parts = []
+    for window, offset in zip(labels or range(len(offsets)), offsets):
+        history = truncate(series, offset)
+        fc = forecaster(history).set_index(["unique_id", "ds"])["forecast"]
+        for sid, g in series.frame.groupby("unique_id", sort=False):
+            past = g["y"].to_numpy("float64")[: len(g) - offset]
+            future = g.iloc[len(g) - offset : len(g) - offset + horizon]
+            model = fc.reindex(pd.MultiIndex.from_arrays(
+                [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]))
+            parts.append(pd.DataFrame({
+                "unique_id": sid, "window": window, "cutoff": g["ds"].iloc[len(past) - 1],
+                "ds": future["ds"].to_numpy(), "y": future["y"].to_numpy("float64"),
+                "model": model.to_numpy("float64"),
+                "naive": naive_forecast(past, horizon)[: len(future)],
+                "seasonal_naive": seasonal_naive_forecast(past, horizon, season)[: len(future)],
+                "mase_scale": mase_scale(past, season),
+            }))
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """Metrics of the model and of each baseline on the test window, mean over series."""
+class Backtest:
+    """Scores of a cross-validation frame: per window, per series and overall (mean)."""
 
-    model: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    per_series: dict[str, dict[str, float]]
+    frame: pd.DataFrame  # the cross-validation frame
+    per_window: pd.DataFrame  # window, cutoff, method, mae, rmse, smape, mase (mean over series)
+    per_series: pd.DataFrame  # unique_id, method, metrics (mean over windows)
+    mean: dict[str, dict[str, float]]  # method -> metric -> mean over windows
     season: int
 
+    @property
+    def windows(self) -> list[int]:
+        return sorted(self.frame["window"].unique().tolist())
+
+    @property
+    def cutoffs(self) -> list[str]:
+        """The cutoff of each window (of the first series), as ISO strings."""
+        first = self.frame.groupby("window", sort=True)["cutoff"].first()
+        return [pd.Timestamp(c).isoformat() for c in first]
+
+    def scores(self, method: str = "model", metric: str = "mase") -> list[float]:
+        """One value per window, oldest first."""
+        rows = self.per_window[self.per_window["method"] == method].sort_values("window")
+        return [float(v) for v in rows[metric]]
+
     def flat(self, prefix: str = "test") -> dict[str, float]:
-        """``{"test/mase": .., "test/naive/mase": .., "test/seasonal_naive/mase": ..}``."""
-        out = {f"{prefix}/{k}": v for k, v in self.model.items()}
-        for name, ms in self.baselines.items():
-            out.update({f"{prefix}/{name}/{k}": v for k, v in ms.items()})
+        """``{"test/mase": .., "test/seasonal_naive/mase": .., ...}`` (means over windows)."""
+        out = {}
+        for method, ms in self.mean.items():
+            head = prefix if method == "model" else f"{prefix}/{method}"
+            out.update({f"{head}/{k}": v for k, v in ms.items()})
         return out
 
-    def beats_baselines(self, metric: str = "mase") -> bool:
-        return all(self.model[metric] < b[metric] for b in self.baselines.values())
+    def beats(self, baseline: str = "seasonal_naive", metric: str = "mase") -> bool:
+        return bool(self.mean["model"][metric] < self.mean[baseline][metric])
+
+    def subset(self, windows: list[int]) -> "Backtest":
+        return score_backtest(self.frame[self.frame["window"].isin(windows)], self.season)
 
 
-def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
-    """Mean over series, ignoring undefined (NaN) values; NaN when all are undefined."""
-    out = {}
-    for k in dicts[0]:
-        vals = np.array([d[k] for d in dicts], dtype=float)
-        finite = vals[~np.isnan(vals)]
-        out[k] = float(finite.mean()) if finite.size else float("nan")
-    return out
-
-
-def evaluate_forecasts(
-    y_test: np.ndarray,
-    forecasts: np.ndarray,
-    train_parts: list[np.ndarray],
-    history_parts: list[np.ndarray],
-    series_ids: list[str],
-    season: int,
-) -> Evaluation:
-    """Score model forecasts (S, H) and the naive baselines against the actual test values."""
-    horizon = y_test.shape[1]
-    model_scores, naive_scores, snaive_scores, per_series = [], [], [], {}
-    for i, sid in enumerate(series_ids):
-        y, train, hist = y_test[i], train_parts[i], history_parts[i]
-        s = score(y, forecasts[i], train, season)
-        model_scores.append(s)
-        naive_scores.append(score(y, naive_forecast(hist, horizon), train, season))
-        snaive_scores.append(score(y, seasonal_naive_forecast(hist, horizon, season), train, season))
-        per_series[sid] = s
-    return Evaluation(
-        model=_mean(model_scores),
-        baselines={"naive": _mean(naive_scores), "seasonal_naive": _mean(snaive_scores)},
-        per_series=per_series,
-        season=season,
-    )
-
-
-def forecast_frame(
-    series_ids: list[str], starts: list[pd.Timestamp], freq: str, values: np.ndarray
-) -> pd.DataFrame:
-    """Long-format forecast: ``unique_id, ds, forecast`` for each series' horizon."""
+def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
     rows = []
-    for sid, start, vals in zip(series_ids, starts, values):
-        ds = pd.date_range(start, periods=len(vals), freq=freq)
-        rows.append(pd.DataFrame({"unique_id": sid, "ds": ds, "forecast": vals.astype(float)}))
-    return pd.concat(rows, ignore_index=True)
+    for (sid, window), g in frame.groupby(["unique_id", "window"], sort=False):
+        y, f = g["y"].to_numpy(), g[method].to_numpy()
+        row = {"unique_id": sid, "window": window, "cutoff": g["cutoff"].iloc[0]}
+        if not np.isfinite(f).all():
+            # A missing or non-finite forecast is infinitely wrong: it must never average away.
+            rows.append({**row, **{m: float("inf") for m in METRICS}})
+            continue
+        rows.append({**row, "mae": mae(y, f), "rmse": rmse(y, f), "smape": smape(y, f),
+                     "mase": mae(y, f) / g["mase_scale"].iloc[0]})
+    return pd.DataFrame(rows)
 
 
-def plot_forecast(
-    history: list[np.ndarray],
-    y_test: np.ndarray,
-    forecasts: np.ndarray,
-    baselines: dict[str, np.ndarray],
-    series_ids: list[str],
-    path: str | Path,
-    title: str = "",
-    max_series: int = 6,
-) -> Path:
-    """Forecast vs actual (and baselines) for up to ``max_series`` series, saved as PNG."""
+def score_backtest(frame: pd.DataFrame, season: int) -> Backtest:
+    methods = ["model", *[b for b in BASELINES if b in frame.columns]]
+    per_window, per_series, mean = [], [], {}
+    for method in methods:
+        sw = _series_window_scores(frame, method)
+        pw = sw.groupby("window", sort=True).agg(
+            cutoff=("cutoff", "first"), **{m: (m, "mean") for m in METRICS}).reset_index()
+        pw.insert(2, "method", method)
+        per_window.append(pw)
+        ps = sw.groupby("unique_id", sort=False)[list(METRICS)].mean().reset_index()
+        ps.insert(1, "method", method)
+        per_series.append(ps)
+        mean[method] = {m: float(np.nanmean(pw[m])) if pw[m].notna().any() else float("nan")
+                        for m in METRICS}
+    return Backtest(frame.reset_index(drop=True), pd.concat(per_window, ignore_index=True),
+                    pd.concat(per_series, ignore_index=True), mean, season)
+
+
+def backtest(series: SeriesData, offsets: list[int], horizon: int, season: int,
+             forecaster: Forecaster, labels: list[int] | None = None) -> Backtest:
+    """Cross-validate ``forecaster`` and the baselines on the same cutoffs and score them."""
+    frame = cross_validation(series, offsets, horizon, season, forecaster, labels)
+    return score_backtest(frame, season)
+
+
+def plot_backtest(series: SeriesData, bt: Backtest, path: str | Path, title: str = "",
+                  max_series: int = 4, context: int | None = None) -> Path:
+    """Actuals, model and seasonal-naive forecasts of every window on a dated x-axis, zoomed on
+    the backtest (plus ``context`` points of history before it, default two windows' worth)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = min(len(series_ids), max_series)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 3.2 * n), squeeze=False)
-    for i in range(n):
-        ax = axes[i, 0]
-        hist = history[i]
-        h = y_test.shape[1]
-        t_hist = np.arange(len(hist))
-        t_test = np.arange(len(hist), len(hist) + h)
-        ax.plot(t_hist, hist, color="0.3", lw=1, label="history")
-        ax.plot(t_test, y_test[i], color="black", lw=2, label="actual")
-        ax.plot(t_test, forecasts[i], color="tab:blue", lw=2, label="model")
-        for (name, bf), color in zip(baselines.items(), ("tab:orange", "tab:green")):
-            ax.plot(t_test, bf[i], color=color, lw=1, ls="--", label=name)
-        ax.set_title(f"{title} {series_ids[i]}".strip())
+    sids = list(dict.fromkeys(bt.frame["unique_id"]))[:max_series]
+    fig, axes = plt.subplots(len(sids), 1, figsize=(11, 3.4 * len(sids)), squeeze=False)
+    for ax, sid in zip(axes[:, 0], sids):
+        fc = bt.frame[bt.frame["unique_id"] == sid]
+        g = series.frame[series.frame["unique_id"] == sid]
+        horizon = int(fc.groupby("window").size().max())
+        first = fc["ds"].min()
+        before = g[g["ds"] < first].tail(context if context is not None else 2 * horizon)
+        shown = pd.concat([before, g[g["ds"] >= first]])
+        ax.plot(shown["ds"], shown["y"], color="black", lw=1.6, label="actual")
+        for w, part in fc.groupby("window", sort=True):
+            label = w == fc["window"].min()
+            ax.plot(part["ds"], part["model"], color="tab:blue", lw=2,
+                    label="model" if label else None)
+            ax.plot(part["ds"], part["seasonal_naive"], color="tab:orange", lw=1, ls="--",
+                    label="seasonal naive" if label else None)
+            ax.axvline(part["cutoff"].iloc[0], color="0.6", lw=0.8, ls=":")
+        ax.set_title(f"{title} {sid}: {fc['window'].nunique()} backtest windows".strip())
         ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,27 +1,29 @@
-"""The pipeline's steps as plain functions (no Prefect, no MLflow): the flow wraps each one."""
+"""The pipeline's steps as plain functions (no Prefect, no MLflow): the flow wraps each one.
+
+The evaluation protocol, in the order the flow runs it:
+
+1. tune on the training part, early-stopping and scoring on the validation part (MASE);
+2. refit the chosen parameters on all history before the first backtest cutoff (train +
+   validation) for the epoch count early stopping learnt, and backtest that model and the
+   baselines on the same rolling-origin cutoffs;
+3. refit on the whole history for serving (``registry.serve=refit``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from seqlab.config import PipelineConfig
-from seqlab.data import SeriesData, load_raw, min_series_length, season_length, validate
+from seqlab.config import PipelineConfig, with_overrides
+from seqlab.data import SeriesData, load_raw, season_length, validate
 from seqlab.devices import resolve_device
-from seqlab.evaluate import (
-    Evaluation,
-    evaluate_forecasts,
-    forecast_frame,
-    naive_forecast,
-    plot_forecast,
-    seasonal_naive_forecast,
-)
+from seqlab.evaluate import Backtest, backtest
+from seqlab.inference import forecast_series, model_meta, training_end
 from seqlab.models import RecurrentForecaster, build_model
-from seqlab.train import Callback, DeviceData, History, fit, predict, seed_everything
-from seqlab.windows import PreparedData, prepare
+from seqlab.train import Callback, DeviceData, History, fit, seed_everything
+from seqlab.windows import PreparedData, backtest_offsets, min_length, prepare
 
 
 def ingest(cfg: PipelineConfig) -> pd.DataFrame:
@@ -29,15 +31,28 @@ def ingest(cfg: PipelineConfig) -> pd.DataFrame:
     return load_raw(cfg.data.source)
 
 
+def required_length(cfg: PipelineConfig) -> int:
+    return min_length(cfg.window.input_size, cfg.window.horizon, cfg.val_size, cfg.test_size)
+
+
 def validate_data(raw: pd.DataFrame, cfg: PipelineConfig) -> SeriesData:
-    need = min_series_length(cfg.window.input_size, cfg.window.horizon, cfg.val_size)
-    return validate(raw, cfg.data, min_length=need, source=cfg.data.source)
+    return validate(raw, cfg.data, min_length=required_length(cfg), source=cfg.data.source)
+
+
+def season_for(cfg: PipelineConfig, freq: str) -> int:
+    return cfg.eval.season_length or season_length(freq)
+
+
+def prepare_fit(series: SeriesData, cfg: PipelineConfig, holdout: int, val_size: int = 0
+                ) -> PreparedData:
+    w = cfg.window
+    return prepare(series, w.input_size, w.horizon, holdout, val_size, w.stride, w.scaler,
+                   w.transform, w.local_norm, season_for(cfg, series.freq))
 
 
 def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
-    w = cfg.window
-    return prepare(series, w.input_size, w.horizon, cfg.val_size, w.stride, w.scaler, w.transform,
-                   w.local_norm)
+    """Windows for tuning: train before the validation part, validate on it."""
+    return prepare_fit(series, cfg, cfg.val_size + cfg.test_size, cfg.val_size)
 
 
 def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentForecaster:
@@ -57,46 +72,42 @@ def train_model(
     return model, history
 
 
-def forecast_test(model: RecurrentForecaster, prepared: PreparedData) -> np.ndarray:
-    """Unscaled model forecasts (S, H) for each series' test window."""
-    return prepared.decode_test(predict(model, prepared.x_test))
+def learn_epochs(series: SeriesData, cfg: PipelineConfig) -> int:
+    """Epochs for a refit: early stopping on the validation part, or ``max_epochs`` without it."""
+    if cfg.train.patience is None:
+        return cfg.train.max_epochs
+    _, hist = train_model(prepare_data(series, cfg), cfg)
+    return hist.best_epoch + 1
 
 
-def season_for(cfg: PipelineConfig, freq: str) -> int:
-    return cfg.eval.season_length or season_length(freq)
+@dataclass
+class FittedModel:
+    """A model with what it needs to forecast: its scaler, its metadata, its training end."""
+
+    model: RecurrentForecaster
+    prepared: PreparedData
+    meta: dict
+    history: History
+
+    def forecast(self, history: SeriesData) -> pd.DataFrame:
+        return forecast_series(self.model, self.prepared.scaler, self.meta, history)
 
 
-@dataclass(frozen=True)
-class EvaluationResult:
-    evaluation: Evaluation
-    forecasts: np.ndarray  # (S, H) unscaled
-    forecast_frame: pd.DataFrame
-    baseline_forecasts: dict[str, np.ndarray]
+def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) -> FittedModel:
+    """Train ``cfg`` for ``epochs`` on everything but the last ``holdout`` points."""
+    fixed = with_overrides(cfg, {"train.max_epochs": max(1, epochs), "train.patience": None})
+    prepared = prepare_fit(series, fixed, holdout)
+    model, hist = train_model(prepared, fixed)
+    model.cpu()
+    meta = model_meta(model, prepared.scaler, cfg, series, training_end(series, holdout), epochs)
+    return FittedModel(model, prepared, meta, hist)
 
 
-def evaluate_on_test(
-    forecasts: np.ndarray, prepared: PreparedData, cfg: PipelineConfig
-) -> EvaluationResult:
-    season = season_for(cfg, prepared.freq)
-    ev = evaluate_forecasts(prepared.y_test, forecasts, prepared.train_target,
-                            prepared.history_target, prepared.series_ids, season)
-    h = prepared.horizon
-    baselines = {
-        "naive": np.stack([naive_forecast(x, h) for x in prepared.history_target]),
-        "seasonal_naive": np.stack(
-            [seasonal_naive_forecast(x, h, season) for x in prepared.history_target]
-        ),
-    }
-    frame = forecast_frame(prepared.series_ids, prepared.test_start, prepared.freq, forecasts)
-    frame["actual"] = prepared.y_test.reshape(-1)
-    return EvaluationResult(ev, forecasts, frame, baselines)
+def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:
+    return backtest_offsets(cfg.window.horizon, cfg.eval.backtest_windows, cfg.backtest_step)
 
 
-def evaluate_model(model: RecurrentForecaster, prepared: PreparedData, cfg: PipelineConfig
-                   ) -> EvaluationResult:
-    return evaluate_on_test(forecast_test(model, prepared), prepared, cfg)
-
-
-def save_plot(result: EvaluationResult, prepared: PreparedData, path: str, title: str) -> str:
-    return str(plot_forecast(prepared.history_target, prepared.y_test, result.forecasts,
-                             result.baseline_forecasts, prepared.series_ids, path, title))
+def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig) -> Backtest:
+    """Rolling-origin backtest of a model trained before the first cutoff, and the baselines."""
+    return backtest(series, backtest_offsets_for(cfg), cfg.window.horizon,
+                    season_for(cfg, series.freq), fitted.forecast)

@@ -1,10 +1,39 @@
-"""Run summaries as plain data, rendered as Markdown (Prefect artifact) or a terminal table."""
+"""Run summaries as typed data, rendered as Markdown (Prefect artifact, MLflow run description)
+or a terminal table."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 METRIC_ORDER = ("mase", "smape", "mae", "rmse")
+
+
+@dataclass
+class RunSummary:
+    dataset: str
+    experiment: str
+    run_id: str
+    tracking_uri: str
+    model_name: str
+    metrics: dict[str, float]  # test/... means over the backtest windows
+    backtest_windows: int
+    cutoffs: list[str]
+    cell: str
+    trained_params: dict[str, Any] = field(default_factory=dict)
+    study: str = ""
+    trials_finished: int = 0
+    best_trial: int | None = None
+    warm_started_from: str | None = None
+    replaced_by_tuning: list[str] = field(default_factory=list)
+    version: str | None = None
+    alias: str | None = None
+    decision: str = "not registered (registry.register=false)"
+    promoted: bool = False
+    served: str = "refit"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def comparison_rows(metrics: dict[str, float]) -> list[tuple[str, dict[str, float]]]:
@@ -20,44 +49,57 @@ def comparison_rows(metrics: dict[str, float]) -> list[tuple[str, dict[str, floa
     return sorted(rows.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-    lines = [f"# seqlab training: {summary.get('dataset', '')}", ""]
-    lines += ["| | " + " | ".join(m.upper() for m in METRIC_ORDER) + " |",
-              "|---|" + "---:|" * len(METRIC_ORDER)]
-    for name, ms in comparison_rows(summary.get("metrics", {})):
-        lines.append(f"| {name} | " + " | ".join(f"{ms.get(m, float('nan')):.4f}" for m in METRIC_ORDER) + " |")
+def _notes(s: RunSummary) -> list[str]:
+    notes = []
+    if s.warm_started_from:
+        notes.append(f"data or settings changed since study {s.warm_started_from}: tuned anew in "
+                     f"{s.study}, warm-started with its best parameters")
+    if s.replaced_by_tuning:
+        notes.append("tuning replaced the value(s) you set for " + ", ".join(s.replaced_by_tuning)
+                     + " (they are in tune.search_space)")
+    return notes
+
+
+def render_markdown(s: RunSummary) -> str:
+    lines = [f"# seqlab training: {s.dataset}", "",
+             f"Mean over {s.backtest_windows} rolling-origin backtest window(s) "
+             f"(cutoffs {', '.join(c[:10] for c in s.cutoffs)}); lower is better.", "",
+             "| | " + " | ".join(m.upper() for m in METRIC_ORDER) + " |",
+             "|---|" + "---:|" * len(METRIC_ORDER)]
+    for name, ms in comparison_rows(s.metrics):
+        lines.append(f"| {name} | " + " | ".join(f"{ms.get(m, float('nan')):.4f}"
+                                                 for m in METRIC_ORDER) + " |")
     lines += [
         "",
-        f"- MLflow run: `{summary.get('run_id')}` (experiment `{summary.get('experiment')}`)",
-        f"- Model: `{summary.get('model_name')}` version **{summary.get('version')}**, alias "
-        f"`{summary.get('alias')}`",
-        f"- Promotion: {summary.get('decision')}",
-        f"- Study: `{summary.get('study')}` ({summary.get('trials_finished')} finished trials, best "
-        f"#{summary.get('best_trial')})",
-        f"- Best parameters: `{summary.get('best_params')}`",
+        f"- Trained: `{s.cell}` with `{s.trained_params}` (served model: {s.served})",
+        f"- MLflow run: `{s.run_id}` (experiment `{s.experiment}`)",
+        f"- Model: `{s.model_name}` version **{s.version}**, alias `{s.alias}`",
+        f"- Promotion: {s.decision}",
+        f"- Study: `{s.study}` ({s.trials_finished} finished trials, best #{s.best_trial})",
     ]
-    if summary.get("tracking_uri"):
-        lines.append(f"- Tracking URI: `{summary['tracking_uri']}`")
+    lines += [f"- Note: {n}" for n in _notes(s)]
     return "\n".join(lines)
 
 
-def render_rich(summary: dict[str, Any]) -> None:
+def render_rich(s: RunSummary) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title=f"seqlab: test window of {summary.get('dataset')} (lower is better)")
+    console = Console(soft_wrap=True)  # long lines stay whole instead of wrapping at 80 columns
+    table = Table(title=f"seqlab: {s.dataset}, mean over {s.backtest_windows} backtest "
+                        "window(s) (lower is better)")
     table.add_column("forecaster")
     for m in METRIC_ORDER:
         table.add_column(m.upper(), justify="right")
-    for name, ms in comparison_rows(summary.get("metrics", {})):
+    for name, ms in comparison_rows(s.metrics):
         style = "bold green" if name == "model" else None
         table.add_row(name, *(f"{ms.get(m, float('nan')):.4f}" for m in METRIC_ORDER), style=style)
     console.print(table)
-    console.print(f"MLflow run id : {summary.get('run_id')}  (experiment {summary.get('experiment')})")
-    console.print(f"model version : {summary.get('model_name')} v{summary.get('version')}  "
-                  f"alias: {summary.get('alias')}")
-    console.print(f"promotion     : {summary.get('decision')}")
-    console.print(f"study         : {summary.get('study')}  finished trials: "
-                  f"{summary.get('trials_finished')}  best: #{summary.get('best_trial')} "
-                  f"{summary.get('best_params')}")
+    console.print(f"trained       : {s.cell} {s.trained_params}  (served: {s.served})")
+    console.print(f"MLflow run id : {s.run_id}  (experiment {s.experiment})")
+    console.print(f"model version : {s.model_name} v{s.version}  alias: {s.alias}")
+    console.print(f"promotion     : {s.decision}")
+    console.print(f"study         : {s.study or '-'}  finished trials: {s.trials_finished}  "
+                  f"best: #{s.best_trial}")
+    for n in _notes(s):
+        console.print(f"note          : {n}")

@@ -27,6 +27,7 @@ from seqlab.train import Callback
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 # ---------------------------------------------------------------- where runs go
@@ -71,7 +72,9 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
         return exp.experiment_id
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        # The MLflow 3 UI opens experiments in its GenAI view unless they say otherwise.
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:
         # Another process created it between our lookup and create.
         exp = client.get_experiment_by_name(name)
@@ -106,14 +109,15 @@ def git_commit(cwd: str | Path = ".") -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run_name_for(cfg: PipelineConfig, when: float | None = None) -> str:
-    """``2026-11-27-1530-airpassengers-lstm``: date, dataset and model, sortable in the UI."""
+def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | None = None
+                 ) -> str:
+    """``2026-11-27-153000-airpassengers-gru-mase0.61``: date, dataset, the trained cell and its
+    mean backtest MASE once known, sortable in the UI. While tuning, the cell is ``tuning``."""
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
     stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(when or time.time()))
-    cells = {cfg.model.cell}
-    space = cfg.tune.search_space.get("model.cell")
-    if cfg.tune.n_trials and space and space.choices:
-        cells = set(map(str, space.choices))
-    return cfg.tracking.run_name or f"{stamp}-{cfg.dataset_name}-{'+'.join(sorted(cells))}"
+    name = f"{stamp}-{cfg.dataset_name}-{cfg.model.cell if score is not None else 'tuning'}"
+    return name if score is None else f"{name}-mase{score:.3f}"
 
 
 def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
@@ -129,6 +133,10 @@ def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     all_tags.update(tags)
     run = client.create_run(exp_id, run_name=run_name_for(cfg), tags=all_tags)
     return RunRef(uri, exp_id, run.info.run_id)
+
+
+def rename_run(ref: RunRef, name: str) -> None:
+    ref.client().update_run(ref.run_id, name=name)
 
 
 # ---------------------------------------------------------------- logging
@@ -296,17 +304,42 @@ def fail_dangling_trial_runs(tracking_uri: str, experiment_id: str, study_name: 
 
 
 def start_pipeline_run(cfg: PipelineConfig, series: Any, tags: dict[str, str] | None = None) -> RunRef:
-    """Open the parent run: config as params, data digest and dataset input, git commit."""
+    """Open the parent run: settings as params (all but the searched ones, which are logged with
+    their tuned values by :func:`record_trained_config`), data digest, dataset input, commit."""
     from seqlab.config import flatten
+    from seqlab.data import resolve_source
 
     ref = start_parent_run(cfg, {"seqlab.data_digest": series.digest, "seqlab.freq": series.freq,
                                  **(tags or {})})
-    log_params(ref, flatten(cfg))
-    log_dict(ref, cfg.model_dump(mode="json"), "config.json")
-    from seqlab.data import resolve_source
-
-    log_dataset(ref, series.frame, str(resolve_source(cfg.data.source)), series.digest, cfg.dataset_name)
+    searched = set(cfg.tune.search_space) if cfg.tune.n_trials else set()
+    log_params(ref, {k: v for k, v in flatten(cfg).items() if k not in searched})
+    log_dataset(ref, series.frame, str(resolve_source(cfg.data.source)), series.digest,
+                cfg.dataset_name)
     return ref
+
+
+def record_trained_config(ref: RunRef, trained: PipelineConfig, searched: list[str]) -> None:
+    """The configuration the model was trained with: tuned values as params, config.json."""
+    from seqlab.config import flatten
+
+    flat = flatten(trained)
+    log_params(ref, {k: flat[k] for k in searched if k in flat})
+    log_dict(ref, trained.model_dump(mode="json"), "config.json")
+
+
+def log_backtest(ref: RunRef, bt: Any) -> None:
+    """Mean metrics (``test/...``) and one value per window (``backtest/...``, step = window)."""
+    log_metrics(ref, bt.flat("test"))
+    now = int(time.time() * 1000)
+    items = []
+    for row in bt.per_window.itertuples(index=False):
+        head = "backtest" if row.method == "model" else f"backtest/{row.method}"
+        for m in ("mase", "smape", "mae", "rmse"):
+            value = float(getattr(row, m))
+            if value == value:
+                items.append(Metric(f"{head}/{m}", value, now, int(row.window)))
+    for i in range(0, len(items), 1000):
+        ref.client().log_batch(ref.run_id, metrics=items[i : i + 1000])
 
 
 def record_forecast(tracking_uri: str, resolved: dict[str, str], input_path: str, output: str,
@@ -329,13 +362,3 @@ def record_forecast(tracking_uri: str, resolved: dict[str, str], input_path: str
     log_artifact(ref, output, "forecast")
     end_run(ref)
     return run.info.run_id
-
-
-def tune_under_run(cfg: PipelineConfig, series: Any, run: RunRef) -> dict[str, Any]:
-    """Tune with every trial a child run of ``run``; then fail the trial runs of dead workers."""
-    from seqlab.workers import tune_study
-
-    summary = tune_study(cfg, series, run.trial_spec())
-    fail_dangling_trial_runs(run.tracking_uri, run.experiment_id, summary["study"],
-                             set(summary["running_trials"]))
-    return summary

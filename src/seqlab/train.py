@@ -42,7 +42,13 @@ class Callback:
 class History:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    monitor: str = "val/loss"
+    """What early stopping and best weights follow: ``val/mase`` (data units) when the data can
+    decode validation forecasts, else ``val/loss``; ``train/loss`` with no validation windows
+    (then the weights of the last epoch are kept)."""
     best_epoch: int = -1
+    best_score: float = math.inf
     best_val_loss: float = math.inf
     stopped_early: bool = False
     seconds: float = 0.0
@@ -61,6 +67,40 @@ class History:
 
 
 @dataclass
+class ValScorer:
+    """Mean MASE of validation forecasts in the data's units, computed on the device.
+
+    Decoding (local reference, scaler, transform) is a few element-wise ops, so scoring every
+    epoch costs no host round trip beyond the epoch's one sync.
+    """
+
+    ref: torch.Tensor  # (N, 1) local_norm reference, scaled units
+    loc: torch.Tensor  # (N, 1) target scaler location of each window's series
+    scale: torch.Tensor  # (N, 1)
+    inv_mase: torch.Tensor  # (N, 1) 1 / seasonal-naive MAE of the series' training part
+    target: torch.Tensor  # (N, H) raw values
+    log: bool
+
+    @classmethod
+    def from_prepared(cls, p: PreparedData, device: torch.device) -> "ValScorer":
+        def col(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float32)[:, None], device=device)
+
+        idx = p.val_series
+        return cls(col(p.val_ref), col(p.scaler.loc[idx, 0]), col(p.scaler.scale[idx, 0]),
+                   col(1.0 / p.mase_scale[idx]), torch.as_tensor(p.val_target, dtype=torch.float32,
+                                                                 device=device),
+                   p.transform == "log")
+
+    def __call__(self, pred: torch.Tensor) -> torch.Tensor:
+        values = (pred.float() + self.ref) * self.scale + self.loc  # (N, H)
+        if self.log:
+            values = torch.exp(values)
+        per_window = (values - self.target).abs().mean(dim=1, keepdim=True) * self.inv_mase
+        return torch.nanmean(per_window)
+
+
+@dataclass
 class DeviceData:
     """Training and validation windows resident on one device."""
 
@@ -68,13 +108,15 @@ class DeviceData:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    val_scorer: ValScorer | None = None
 
     @classmethod
     def from_prepared(cls, p: PreparedData, device: torch.device) -> "DeviceData":
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
 
-        return cls(t(p.x_train), t(p.y_train), t(p.x_val), t(p.y_val))
+        scorer = ValScorer.from_prepared(p, device) if len(p.x_val) else None
+        return cls(t(p.x_train), t(p.y_train), t(p.x_val), t(p.y_val), scorer)
 
     @property
     def device(self) -> torch.device:
@@ -159,17 +201,21 @@ def train_epoch(
 @torch.no_grad()
 def eval_loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, precision: str,
-    chunk: int = 8192,
-) -> torch.Tensor:
-    """Mean loss over (x, y) as a 0-d device tensor."""
+    chunk: int = 8192, scorer: ValScorer | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss over (x, y) and the scorer's value (the loss without one), as 0-d tensors."""
     model.eval()
     total = torch.zeros((), device=x.device)
+    preds = []
     for start in range(0, x.shape[0], chunk):
         xb, yb = x[start : start + chunk], y[start : start + chunk]
         with autocast_for(x.device, precision):
-            pred = model(xb)
-        total += loss_fn(pred.float(), yb) * xb.shape[0]
-    return total / max(x.shape[0], 1)
+            pred = model(xb).float()
+        total += loss_fn(pred, yb) * xb.shape[0]
+        if scorer is not None:
+            preds.append(pred)
+    loss = total / max(x.shape[0], 1)
+    return loss, (scorer(torch.cat(preds)) if scorer is not None else loss)
 
 
 @torch.no_grad()
@@ -218,7 +264,11 @@ def fit(
     cfg: TrainConfig,
     callbacks: Sequence[Callback] | Iterable[Callback] = (),
 ) -> History:
-    """Train ``model`` with early stopping on validation loss; the best weights are restored.
+    """Train ``model`` with early stopping on the validation score; the best weights are restored.
+
+    The score is validation MASE in the data's units when ``data`` can decode forecasts (see
+    :class:`ValScorer`), else validation loss. Without validation windows, ``cfg.max_epochs``
+    epochs are run and the last weights kept (a refit for an epoch count learnt earlier).
 
     Raises :class:`NonFiniteLossError` when a loss becomes NaN/inf, and whatever a callback
     raises (``optuna.TrialPruned`` from the pruning callback, for instance).
@@ -238,21 +288,27 @@ def fit(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    hist = History(device=str(device), precision=precision)
+    has_val = data.x_val.shape[0] > 0
+    monitor = ("val/mase" if data.val_scorer is not None else "val/loss") if has_val else "train/loss"
+    hist = History(device=str(device), precision=precision, monitor=monitor)
     best_state = copy.deepcopy(model.state_dict())
     bad_epochs = 0
-    has_val = data.x_val.shape[0] > 0
     for cb in callbacks:
         cb.on_fit_start(model, {"device": str(device), "precision": precision})
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
         tr = train_epoch(model, optimizer, data.x_train, data.y_train, cfg.batch_size, loss_fn,
                          cfg.grad_clip, precision, generator)
-        va = eval_loss(model, data.x_val, data.y_val, loss_fn, precision) if has_val else tr
+        if has_val:
+            va, sc = eval_loss(model, data.x_val, data.y_val, loss_fn, precision,
+                               scorer=data.val_scorer)
+        else:
+            va = sc = tr
         # The one host sync of the epoch.
-        tr_f, va_f = (float(v) for v in torch.stack([tr, va]).cpu())
+        tr_f, va_f, sc_f = (float(v) for v in torch.stack([tr, va, sc]).cpu())
         hist.train_loss.append(tr_f)
         hist.val_loss.append(va_f)
+        hist.val_score.append(sc_f)
         hist.samples_seen += int(data.x_train.shape[0])
         if not (math.isfinite(tr_f) and math.isfinite(va_f)):
             hist.seconds = time.perf_counter() - t0
@@ -260,19 +316,28 @@ def fit(
             raise NonFiniteLossError(
                 f"loss became {bad} at epoch {epoch}; lower train.lr or enable train.grad_clip"
             )
-        if va_f < hist.best_val_loss:
-            hist.best_val_loss, hist.best_epoch = va_f, epoch
-            best_state = copy.deepcopy(model.state_dict())
+        # Without validation windows (a refit on all history for a fixed epoch count) the last
+        # epoch's weights are the result; otherwise the best epoch's.
+        if not has_val or sc_f < hist.best_score:
+            hist.best_score, hist.best_val_loss, hist.best_epoch = sc_f, va_f, epoch
+            if has_val:
+                best_state = copy.deepcopy(model.state_dict())
             bad_epochs = 0
         else:
             bad_epochs += 1
+        metrics = {"train/loss": tr_f}
+        if has_val:
+            metrics["val/loss"] = va_f
+            if data.val_scorer is not None:
+                metrics["val/mase"] = sc_f
         for cb in callbacks:
-            cb.on_epoch_end(epoch, {"train/loss": tr_f, "val/loss": va_f})
+            cb.on_epoch_end(epoch, metrics)
         if cfg.patience is not None and bad_epochs >= cfg.patience:
             hist.stopped_early = True
             break
     hist.seconds = time.perf_counter() - t0
-    model.load_state_dict(best_state)
+    if has_val:
+        model.load_state_dict(best_state)
     if device.type == "cuda":
         hist.gpu_mem_peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
     for cb in callbacks:

@@ -1,22 +1,26 @@
-"""Time split, scaling fitted on the training part only, and vectorised sliding windows.
+"""Time split, scaling fitted on the past only, and vectorised sliding windows.
 
-Per series of length T (H = horizon, V = validation size):
+Positions count from each series' end, so series of different lengths line up on their last
+point. With H = horizon, V = validation size, W backtest windows ``step`` apart, a series of
+length T is split as
 
-    [0 ........ T-H-V) train   [T-H-V .. T-H) validation   [T-H .. T) test
+    [0 .......... v) train    [v ...... c0) validation    [c0 ............ T) backtest
+                               v = c0 - V                  cutoffs c_k = c0 + k * step
 
-Training windows lie wholly inside the training part; validation windows are those whose target
-ends inside the validation part (their inputs may reach back into training, which is the past);
-the test input is the ``input_size`` steps right before the test part. Scalers see only the
-training part, so changing validation or test values changes nothing training sees.
+Every window's *target* lies wholly inside one part: training targets end before ``v``,
+validation targets lie inside ``[v, c0)`` (their inputs reach back into training, which is the
+past), so no target point is both fitted and validated on. A fit is described by ``holdout``,
+the points at the end it must not train on, and ``val_size``, how many of those it validates
+on: tuning holds out ``V + test``, the evaluated refit ``test``, the served refit nothing.
+Scalers see only the training part of the fit they belong to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data import SeriesData
@@ -84,6 +88,22 @@ def fit_scaler(
     return Scaler(kind, tuple(series_ids), np.stack(locs), np.stack(scales))  # type: ignore[arg-type]
 
 
+# ---------------------------------------------------------------- where the parts are
+
+
+def backtest_offsets(horizon: int, windows: int, step: int) -> list[int]:
+    """Cutoffs as points before each series' end, oldest first: ``[H + (W-1)s, ..., H]``."""
+    return [horizon + (windows - 1 - k) * step for k in range(windows)]
+
+
+def min_length(input_size: int, horizon: int, val_size: int, test_size: int) -> int:
+    """Points a series needs: one training window, the validation part, the backtest part."""
+    return input_size + horizon + val_size + test_size
+
+
+# ---------------------------------------------------------------- windows
+
+
 def sliding_windows(
     values: np.ndarray, input_size: int, horizon: int, stride: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +118,20 @@ def sliding_windows(
     win = sliding_window_view(values, length, axis=0)[::stride]  # (N, F, L+H)
     win = np.moveaxis(win, -1, 1)  # (N, L+H, F)
     return win[:, :input_size, :], win[:, input_size:, 0]
+
+
+def target_windows(
+    values: np.ndarray, input_size: int, horizon: int, target_start: int, target_end: int,
+    stride: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows whose whole target lies in ``[target_start, target_end)``.
+
+    Returns inputs (N, L, F), targets (N, H) and each target's first position (N,).
+    """
+    first = max(target_start - input_size, 0)  # first input start
+    x, y = sliding_windows(values[first:target_end], input_size, horizon, stride)
+    starts = first + input_size + stride * np.arange(len(x))
+    return x, y, starts
 
 
 def apply_transform(target: np.ndarray, transform: str) -> np.ndarray:
@@ -135,9 +169,23 @@ def decode_forecasts(
     return invert_transform(scaler.inverse_target(levels, series_index), transform)
 
 
+def seasonal_mae(train: np.ndarray, season: int) -> float:
+    """In-sample seasonal-naive MAE (MASE's denominator); lag 1 when the part is too short."""
+    m = season if len(train) > season else 1
+    if len(train) <= m:
+        return float("nan")
+    scale = float(np.mean(np.abs(train[m:] - train[:-m])))
+    return scale if scale > 0 else float("nan")
+
+
 @dataclass
 class PreparedData:
-    """Everything training and evaluation need, as float32 arrays (targets of test unscaled)."""
+    """The windows of one fit, as float32 arrays, and what decodes validation forecasts.
+
+    Validation forecasts are decoded to the data's units and scored with MASE
+    (``val_target`` raw, ``val_ref`` the local reference, ``mase_scale`` per series), so that
+    trials with different losses, scalers or transforms are compared on one scale.
+    """
 
     series_ids: list[str]
     freq: str
@@ -145,98 +193,92 @@ class PreparedData:
     horizon: int
     n_features: int
     scaler: Scaler
+    transform: str
+    local_norm: str
+    holdout: int
     x_train: np.ndarray  # (N_train, L, F) scaled
     y_train: np.ndarray  # (N_train, H) scaled
     x_val: np.ndarray  # (N_val, L, F) scaled
     y_val: np.ndarray  # (N_val, H) scaled
-    x_test: np.ndarray  # (S, L, F) scaled: the input right before each series' test part
-    y_test: np.ndarray  # (S, H) raw values of the test part
-    test_start: list[pd.Timestamp]
-    train_target: list[np.ndarray] = field(default_factory=list)  # raw train part, per series
-    history_target: list[np.ndarray] = field(default_factory=list)  # raw train+val, per series
-    test_ref: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (S,) local_norm reference
-    transform: str = "none"
-    local_norm: str = "none"
+    val_series: np.ndarray  # (N_val,) series index of each validation window
+    val_ref: np.ndarray  # (N_val,) local_norm reference, scaled units
+    val_target: np.ndarray  # (N_val, H) raw values
+    mase_scale: np.ndarray  # (S,) seasonal-naive MAE of each series' training part
 
-    def decode_test(self, scaled: np.ndarray) -> np.ndarray:
-        """Unscaled test forecasts (S, H) from model outputs on ``x_test``."""
-        idx = np.arange(len(self.series_ids))
-        return decode_forecasts(scaled, self.test_ref, self.scaler, idx, self.transform)
+    def decode_val(self, scaled: np.ndarray) -> np.ndarray:
+        return decode_forecasts(scaled, self.val_ref, self.scaler, self.val_series, self.transform)
 
-
-def split_lengths(total: int, horizon: int, val_size: int) -> tuple[int, int, int]:
-    """(train, validation, test) lengths for one series."""
-    return total - horizon - val_size, val_size, horizon
+    def val_mase(self, scaled: np.ndarray) -> float:
+        """Mean MASE of validation forecasts (model outputs on ``x_val``), in data units."""
+        errors = np.abs(self.decode_val(scaled) - self.val_target).mean(axis=1)
+        return float(np.nanmean(errors / self.mase_scale[self.val_series]))
 
 
 def prepare(
     data: SeriesData,
     input_size: int,
     horizon: int,
-    val_size: int,
+    holdout: int,
+    val_size: int = 0,
     stride: int = 1,
     scaler_kind: str = "standard",
     transform: str = "none",
     local_norm: str = "none",
+    season: int = 1,
 ) -> PreparedData:
+    """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
+    points after it (stride 1), scale with statistics of the training part only."""
+    if val_size > holdout:
+        raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
     groups = []
     for sid, g in data.frame.groupby("unique_id", sort=False):
         values = g[["y", *data.covariates]].to_numpy("float64", copy=True)
-        raw_target = values[:, 0].copy()
+        raw = values[:, 0].copy()
         values[:, 0] = apply_transform(values[:, 0], transform)
-        groups.append((str(sid), values, g["ds"], raw_target))
-    sids = [sid for sid, _, _, _ in groups]
-    n_train = [split_lengths(len(v), horizon, val_size)[0] for _, v, _, _ in groups]
-    for (sid, v, _, _), nt in zip(groups, n_train):
-        if nt < input_size + horizon:
-            raise ValueError(
-                f"series {sid!r} has {len(v)} points; needs {input_size + horizon + val_size + horizon}"
-            )
-    scaler = fit_scaler([v[:nt] for (_, v, _, _), nt in zip(groups, n_train)], sids, scaler_kind)
+        groups.append((str(sid), values, raw))
+    sids = [sid for sid, _, _ in groups]
+    ends = [len(v) - holdout for _, v, _ in groups]
+    for (sid, v, _), end in zip(groups, ends):
+        if end < input_size + horizon:
+            raise ValueError(f"series {sid!r} has {len(v)} points; this fit needs "
+                             f"{input_size + horizon + holdout} (input + horizon + holdout)")
+    scaler = fit_scaler([v[:end] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind)
 
-    xs_tr, ys_tr, xs_va, ys_va, xs_te, ys_te, starts = [], [], [], [], [], [], []
-    for i, ((sid, v, ds, raw), nt) in enumerate(zip(groups, n_train)):
+    xs_tr, ys_tr, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], []
+    for i, ((sid, v, raw), end) in enumerate(zip(groups, ends)):
         scaled = scaler.transform(v, i)
-        test_at = len(v) - horizon
-        # Training windows from the training part alone.
-        x, y = sliding_windows(scaled[:nt], input_size, horizon, stride)
+        x, y, _ = target_windows(scaled, input_size, horizon, 0, end, stride)
         xs_tr.append(x)
         ys_tr.append(y)
-        # Validation windows: targets ending inside the validation part.
-        first_start = max(nt - input_size - horizon + 1, 0)
-        x, y = sliding_windows(scaled[first_start:test_at], input_size, horizon, 1)
-        ends = first_start + np.arange(len(x)) + input_size + horizon - 1
-        keep = ends >= nt
-        xs_va.append(x[keep])
-        ys_va.append(y[keep])
-        xs_te.append(scaled[test_at - input_size : test_at])
-        ys_te.append(raw[test_at:])
-        starts.append(pd.Timestamp(ds.iloc[test_at]))
+        if val_size:
+            x, y, starts = target_windows(scaled, input_size, horizon, end, end + val_size)
+            xs_va.append(x)
+            ys_va.append(y)
+            va_sid.append(np.full(len(x), i))
+            va_raw.append(np.stack([raw[s : s + horizon] for s in starts]) if len(x)
+                          else np.empty((0, horizon)))
 
-    def cat(parts: list[np.ndarray]) -> np.ndarray:
+    f = 1 + len(data.covariates)
+
+    def cat(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        if not parts:
+            return np.empty((0, *shape), np.float32)
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
-    x_train, y_train, _ = normalise_windows(cat(xs_tr), cat(ys_tr), local_norm)
-    x_val, y_val, _ = normalise_windows(cat(xs_va), cat(ys_va), local_norm)
-    x_test, _, test_ref = normalise_windows(np.stack(xs_te).astype(np.float32), None, local_norm)
-
+    x_train, y_train, _ = normalise_windows(cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)),
+                                            local_norm)
+    x_val, y_val, val_ref = normalise_windows(cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)),
+                                              local_norm)
     return PreparedData(
-        series_ids=sids,
-        freq=data.freq,
-        input_size=input_size,
-        horizon=horizon,
-        n_features=1 + len(data.covariates),
-        scaler=scaler,
+        series_ids=sids, freq=data.freq, input_size=input_size, horizon=horizon, n_features=f,
+        scaler=scaler, transform=transform, local_norm=local_norm, holdout=holdout,
         x_train=np.ascontiguousarray(x_train),
         y_train=np.ascontiguousarray(y_train),  # type: ignore[arg-type]
         x_val=np.ascontiguousarray(x_val),
         y_val=np.ascontiguousarray(y_val),  # type: ignore[arg-type]
-        x_test=np.ascontiguousarray(x_test),
-        y_test=np.stack(ys_te),
-        test_start=starts,
-        train_target=[raw[:nt] for (_, _, _, raw), nt in zip(groups, n_train)],
-        history_target=[raw[: len(raw) - horizon] for _, _, _, raw in groups],
-        test_ref=test_ref.astype("float64"),
-        transform=transform,
-        local_norm=local_norm,
+        val_series=np.concatenate(va_sid).astype(np.int64) if va_sid else np.zeros(0, np.int64),
+        val_ref=val_ref.astype("float64"),
+        val_target=np.concatenate(va_raw) if va_raw else np.empty((0, horizon)),
+        mase_scale=np.array([seasonal_mae(raw[:end], season)
+                             for (_, _, raw), end in zip(groups, ends)]),
     )

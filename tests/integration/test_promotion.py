@@ -1,4 +1,5 @@
-"""Champion/challenger on a real registry: better promotes, worse never does, rollback, history."""
+"""The promotion gate on a real registry: the seasonal-naive bar, champion vs challenger on
+unseen windows or with the champion's recipe retrained, rollback walking back, history."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from conftest import DEFAULT_CONFIG, tiny_overrides
+from flows.cli import app
 from flows.training import training_pipeline
 from seqlab import registry
-from seqlab.cli import app
+from seqlab.promotion import RETRAINED, UNSEEN
 
 pytestmark = pytest.mark.integration
 NAME = "seqlab-airpassengers"
@@ -20,64 +22,108 @@ NAME = "seqlab-airpassengers"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, prefect_harness):
     tmp = tmp_path_factory.mktemp("gate")
-
-    def train(epochs: int) -> dict:
-        return training_pipeline(DEFAULT_CONFIG, tiny_overrides(
-            tmp, **{"tune.n_trials": 0, "train.max_epochs": epochs, "model.hidden_size": 16}))
-
-    runs = {"weak": train(1), "strong": train(40), "weak_again": train(1)}
     uri = f"sqlite:///{tmp}/mlflow.db"
-    return tmp, uri, MlflowClient(uri, registry_uri=uri), runs
+    client = MlflowClient(uri, registry_uri=uri)
+
+    def train(epochs: int, **extra: object):
+        return training_pipeline(DEFAULT_CONFIG, tiny_overrides(
+            tmp, **{"tune.n_trials": 0, "train.max_epochs": epochs, "model.hidden_size": 16,
+                    **extra}))
+
+    runs = {"weak": train(1)}  # v1: the default gate, no champion yet
+    gate_off = {"registry.require_beat_baseline": False}
+    runs["strong"] = train(40, **gate_off, **{"registry.serve": "evaluated"})  # v2
+    runs["weak_vs_unseen"] = train(1, **gate_off)  # v3 against v2, which never saw the windows
+    runs["strong_refit"] = train(40, **gate_off)  # v4: the same recipe, refit on all history
+    # Make v4 (which saw every window) the champion by hand, then challenge it.
+    r = CliRunner().invoke(app, ["promote", NAME, "--version", "4", "--reason", "refit on all data",
+                                 "--tracking-uri", uri])
+    assert r.exit_code == 0, r.output
+    runs["weak_vs_seen"] = train(1, **gate_off)  # v5 against v4: v4's recipe is retrained
+    return tmp, uri, client, runs
 
 
-def test_better_promotes_worse_does_not(store) -> None:
+def tags(client: MlflowClient, version: str) -> dict[str, str]:
+    return client.get_model_version(NAME, version).tags
+
+
+def test_a_model_that_loses_to_seasonal_naive_is_registered_never_promoted(store) -> None:
     _, _, client, runs = store
-    weak, strong, weak2 = runs["weak"], runs["strong"], runs["weak_again"]
-    assert strong["metrics"]["test/mase"] < weak["metrics"]["test/mase"]
-    assert client.get_model_version(NAME, "1").tags["seqlab.promotion.decision"] == "promoted"
-    v2 = client.get_model_version(NAME, "2").tags
-    assert v2["seqlab.promotion.decision"] == "promoted"
-    # The champion (v1) was re-scored on v2's test window: same figure as its own evaluation.
-    assert float(v2["seqlab.promotion.champion"]) == pytest.approx(weak["metrics"]["test/mase"], rel=1e-3)
-    v3 = client.get_model_version(NAME, "3").tags
-    assert v3["seqlab.promotion.decision"] == "kept_champion"
-    assert float(v3["seqlab.promotion.champion"]) == pytest.approx(strong["metrics"]["test/mase"], rel=1e-3)
-    assert registry.alias_version(client, NAME, "champion") == "2"
-    assert registry.alias_version(client, NAME, "challenger") == "3"
-    parent = client.get_run(weak2["run_id"])
-    assert parent.data.tags["seqlab.promotion.decision"] == "kept_champion"
+    weak = runs["weak"]
+    assert weak.version == "1" and not weak.promoted
+    assert weak.metrics["test/mase"] >= weak.metrics["test/seasonal_naive/mase"]
+    assert "does not beat seasonal naive" in weak.decision
+    v1 = tags(client, "1")
+    assert v1["seqlab.promotion.decision"] == "not_promoted"
+    assert float(v1["seqlab.promotion.seasonal_naive"]) == pytest.approx(
+        weak.metrics["test/seasonal_naive/mase"], rel=1e-4)
+    assert registry.alias_version(client, NAME, "challenger") is not None
+    history = registry.alias_history(client, NAME)
+    assert not [m for m in history if m.alias == "champion" and m.to_version == "1"]
 
 
-def test_rollback_manual_promotion_and_history(store) -> None:
+def test_champion_scored_through_its_pyfunc_on_windows_it_never_saw(store) -> None:
+    _, _, client, runs = store
+    strong = runs["strong"]
+    assert strong.promoted and strong.version == "2"  # no champion yet, gate off
+    v3 = tags(client, "3")
+    assert v3["seqlab.promotion.comparison"] == UNSEEN
+    assert v3["seqlab.promotion.decision"] == "not_promoted"
+    # v2 is the very model its backtest scored: through the pyfunc it scores the same.
+    assert float(v3["seqlab.promotion.champion"]) == pytest.approx(strong.metrics["test/mase"],
+                                                                    rel=1e-4)
+    scores = json.loads(v3["seqlab.promotion.scores"])
+    assert scores["windows"] == [0, 1, 2] and len(scores["cutoffs"]) == 3
+    assert len(scores["challenger"]) == len(scores["champion"]) == 3
+    # Same recipe, same data, same seed: v4 ties v2 on unseen windows, and ties keep v2.
+    v4 = tags(client, "4")
+    assert v4["seqlab.promotion.comparison"] == UNSEEN
+    assert float(v4["seqlab.promotion.challenger"]) == pytest.approx(
+        float(v4["seqlab.promotion.champion"]), rel=1e-6)
+    assert v4["seqlab.promotion.decision"] == "not_promoted"
+
+
+def test_champion_that_saw_the_windows_has_its_recipe_retrained(store) -> None:
+    _, _, client, runs = store
+    v5 = tags(client, "5")
+    assert v5["seqlab.promotion.champion_version"] == "4"
+    assert v5["seqlab.promotion.comparison"] == RETRAINED
+    assert v5["seqlab.promotion.decision"] == "not_promoted"
+    # v4's recipe, retrained before the first cutoff, is v2's evaluated model again.
+    assert float(v5["seqlab.promotion.champion"]) == pytest.approx(
+        runs["strong"].metrics["test/mase"], rel=1e-4)
+    parent = client.get_run(runs["weak_vs_seen"].run_id)
+    assert parent.data.tags["seqlab.promotion.decision"] == "not_promoted"
+    assert registry.alias_version(client, NAME, "champion") == "4"
+
+
+def test_rollback_walks_back_and_history(store) -> None:
     _, uri, client, _ = store
     runner = CliRunner()
-    r = runner.invoke(app, ["rollback", NAME, "--tracking-uri", uri, "--reason", "v2 misbehaves"])
+    r = runner.invoke(app, ["rollback", NAME, "--tracking-uri", uri, "--reason", "v4 misbehaves"])
     assert r.exit_code == 0, r.output
-    assert registry.alias_version(client, NAME, "champion") == "1"
-
-    r = runner.invoke(app, ["promote", NAME, "--version", "3", "--reason", "hand-checked",
-                            "--tracking-uri", uri])
-    assert r.exit_code == 0, r.output
-    assert registry.alias_version(client, NAME, "champion") == "3"
+    assert registry.alias_version(client, NAME, "champion") == "2"
     r = runner.invoke(app, ["rollback", NAME, "--tracking-uri", uri])
-    assert registry.alias_version(client, NAME, "champion") == "1"
+    assert r.exit_code == 2 and "nothing left to roll back" in r.output
+    assert registry.alias_version(client, NAME, "champion") == "2"
 
     # The history is in the registry itself: plain MLflow tags, no seqlab files needed.
-    tags = client.get_registered_model(NAME).tags
-    moves = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith("seqlab.audit.")]
+    moves = [json.loads(v) for k, v in sorted(client.get_registered_model(NAME).tags.items())
+             if k.startswith("seqlab.audit.")]
     champion_moves = [(m["from_version"], m["to_version"], m["mode"]) for m in moves
                       if m["alias"] == "champion"]
-    assert champion_moves == [(None, "1", "automatic"), ("1", "2", "automatic"),
-                              ("2", "1", "rollback"), ("1", "3", "manual"), ("3", "1", "rollback")]
-    assert [m["to_version"] for m in moves if m["alias"] == "challenger"] == ["1", "2", "3"]
+    assert champion_moves == [(None, "2", "automatic"), ("2", "4", "manual"),
+                              ("4", "2", "rollback")]
+    assert [m["to_version"] for m in moves if m["alias"] == "challenger"] == ["1", "2", "3", "4", "5"]
     auto = next(m for m in moves if m["alias"] == "champion" and m["to_version"] == "2")
-    assert auto["figures"]["metric"] == "mase" and auto["figures"]["champion_version"] == "1"
+    assert auto["figures"]["metric"] == "mase" and auto["figures"]["comparison"] == "no champion"
+    assert len(auto["figures"]["challenger_scores"]) == 3
     manual = next(m for m in moves if m["mode"] == "manual")
-    assert manual["reason"] == "hand-checked" and manual["time"].endswith("Z")
+    assert manual["reason"] == "refit on all data" and manual["time"].endswith("Z")
 
     r = runner.invoke(app, ["models", NAME, "--tracking-uri", uri])
     assert r.exit_code == 0
-    assert "alias history" in r.output and "hand-checked" in r.output and "champion" in r.output
+    assert "alias history" in r.output and "refit on all data" in r.output
 
 
 @pytest.mark.parametrize("args, fragment", [

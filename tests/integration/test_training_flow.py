@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import mlflow
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -15,7 +18,7 @@ from conftest import DEFAULT_CONFIG, tiny_overrides
 from flows.forecast import forecast_flow
 from flows.training import training_pipeline
 from seqlab import registry
-from seqlab.cli import app
+from flows.cli import app
 from seqlab.data import DataError
 from seqlab.registry import RegistryError
 
@@ -23,26 +26,34 @@ pytestmark = pytest.mark.integration
 NAME = "seqlab-airpassengers"
 
 
+# The tiny model need not beat seasonal naive here: the baseline gate has its own tests.
+GATE_OFF = {"registry.require_beat_baseline": False}
+
+
 def _client(tmp: Path) -> MlflowClient:
     uri = f"sqlite:///{tmp}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return MlflowClient(uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, prefect_harness):
     tmp = tmp_path_factory.mktemp("flow")
-    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp))
+    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp, **GATE_OFF))
     return tmp, summary
 
 
 def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     tmp, summary = first_run
     client = _client(tmp)
-    parent = client.get_run(summary["run_id"])
+    parent = client.get_run(summary.run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.params["model.hidden_size"] == "8"
+    # The parent shows what was trained: the tuned cell as param, in config.json and the name.
+    assert parent.data.params["model.cell"] == summary.cell == summary.trained_params["model.cell"]
+    assert f"-{summary.cell}-mase" in parent.info.run_name
+    config = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/config.json")
+    assert config["model"]["cell"] == summary.cell and config["model"]["hidden_size"] == 8
+    assert "seasonal_naive" in parent.data.tags["mlflow.note.content"]
     assert len(parent.data.tags["seqlab.data_digest"]) == 64
     assert parent.data.tags["seqlab.trigger"] == "manual"
     assert "prefect.flow_run_id" in parent.data.tags
@@ -51,7 +62,14 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
         assert key in parent.data.metrics, key
     assert parent.inputs.dataset_inputs[0].dataset.digest
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "plots/forecast_vs_actual.png" in artifacts
+    assert "plots/backtest.png" in artifacts
+    tables = {a.path for a in client.list_artifacts(parent.info.run_id, "backtest")}
+    assert {"backtest/cross_validation.csv", "backtest/per_window.csv"} <= tables
+    # One value per backtest window, the window index as step; the mean is test/mase.
+    per_window = client.get_metric_history(parent.info.run_id, "backtest/mase")
+    assert sorted(m.step for m in per_window) == [0, 1, 2]
+    assert summary.metrics["test/mase"] == pytest.approx(np.mean([m.value for m in per_window]))
+    assert len(client.get_metric_history(parent.info.run_id, "backtest/seasonal_naive/mase")) == 3
 
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -59,8 +77,8 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.params["model.cell"] in ("lstm", "gru")
-        assert "val/loss" in child.data.metrics and "train/loss" in child.data.metrics
-        history = client.get_metric_history(child.info.run_id, "val/loss")
+        assert "val/mase" in child.data.metrics and "train/loss" in child.data.metrics
+        history = client.get_metric_history(child.info.run_id, "val/mase")
         assert len(history) == 4  # one point per epoch
     assert sorted(c.data.tags["optuna.trial_number"] for c in children) == ["0", "1"]
 
@@ -74,7 +92,7 @@ def test_prefect_markdown_summary_artifact(first_run) -> None:
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["seqlab-training-summary"])))
     # One harness serves the whole session: pick this run's artifact among the key's versions.
-    texts = [a.data for a in arts if summary["run_id"] in str(a.data)]
+    texts = [a.data for a in arts if summary.run_id in str(a.data)]
     assert len(texts) == 1, "no summary artifact for this run"
     assert "seasonal_naive" in texts[0] and "version **1**" in texts[0]
 
@@ -82,13 +100,17 @@ def test_prefect_markdown_summary_artifact(first_run) -> None:
 def test_registered_with_aliases_and_study(first_run) -> None:
     tmp, summary = first_run
     client = _client(tmp)
-    assert summary["version"] == "1"
+    assert summary.version == "1"
     assert registry.alias_version(client, NAME, "champion") == "1"
     assert registry.alias_version(client, NAME, "challenger") == "1"
     mv = client.get_model_version(NAME, "1")
     assert mv.tags["seqlab.promotion.decision"] == "promoted"
-    assert float(mv.tags["test/mase"]) == pytest.approx(summary["metrics"]["test/mase"], rel=1e-4)
-    study = optuna.load_study(study_name="seqlab-airpassengers", storage=f"sqlite:///{tmp}/optuna.db")
+    assert float(mv.tags["test/mase"]) == pytest.approx(summary.metrics["test/mase"], rel=1e-4)
+    # The served version was refit on the whole history, and says what it saw.
+    assert mv.tags["seqlab.served"] == "refit"
+    assert mv.tags["seqlab.training_end"].startswith("1960-12-01")
+    assert summary.study.startswith("seqlab-airpassengers-")
+    study = optuna.load_study(study_name=summary.study, storage=f"sqlite:///{tmp}/optuna.db")
     assert len(study.trials) == 2
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert all("mlflow_run_id" in t.user_attrs for t in study.trials)
@@ -96,8 +118,9 @@ def test_registered_with_aliases_and_study(first_run) -> None:
 
 def test_champion_loads_and_forecasts(first_run) -> None:
     tmp, _ = first_run
-    _client(tmp)
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    from seqlab.serving import load_forecaster
+
+    model = load_forecaster(_client(tmp), NAME, "1")
     hist = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
     hist["month"] = pd.to_datetime(hist["month"])
     hist["passengers"] = hist["passengers"].astype(float)
@@ -110,18 +133,37 @@ def test_champion_loads_and_forecasts(first_run) -> None:
 
 def test_second_run_resumes_study_and_gate_keeps_equal_champion(first_run) -> None:
     tmp, first = first_run
-    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp))
+    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(tmp, **GATE_OFF))
     client = _client(tmp)
-    assert summary["version"] == "2"
-    study = optuna.load_study(study_name="seqlab-airpassengers", storage=f"sqlite:///{tmp}/optuna.db")
-    assert len(study.trials) == 2  # n_trials is the study's total: nothing left to tune
+    assert summary.version == "2"
+    assert summary.study == first.study and summary.warm_started_from is None
+    study = optuna.load_study(study_name=summary.study, storage=f"sqlite:///{tmp}/optuna.db")
+    assert len(study.trials) == 2  # same data and settings: nothing left to tune
     # Same data, same best params, same seed: an exact tie keeps the champion.
-    assert summary["metrics"]["test/mase"] == pytest.approx(first["metrics"]["test/mase"])
+    assert summary.metrics["test/mase"] == pytest.approx(first.metrics["test/mase"])
     assert registry.alias_version(client, NAME, "champion") == "1"
     assert registry.alias_version(client, NAME, "challenger") == "2"
     mv = client.get_model_version(NAME, "2")
-    assert mv.tags["seqlab.promotion.decision"] == "kept_champion"
-    assert float(mv.tags["seqlab.promotion.champion"]) == pytest.approx(first["metrics"]["test/mase"], rel=1e-4)
+    assert mv.tags["seqlab.promotion.decision"] == "not_promoted"
+    # v1 was refit on all history, so it saw every backtest window: its recipe was retrained.
+    assert mv.tags["seqlab.promotion.comparison"].startswith("champion recipe retrained")
+    assert float(mv.tags["seqlab.promotion.champion"]) == pytest.approx(first.metrics["test/mase"],
+                                                                         rel=1e-4)
+    scores = json.loads(mv.tags["seqlab.promotion.scores"])
+    assert scores["windows"] == [0, 1, 2] and len(scores["champion"]) == 3
+
+
+def test_run_on_changed_data_starts_a_new_warm_started_study(first_run, tmp_path) -> None:
+    tmp, first = first_run
+    df = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
+    path = tmp_path / "airpassengers.csv"
+    df.head(132).to_csv(path, index=False)  # a year less: another digest, same columns
+    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(
+        tmp, **GATE_OFF, **{"data.source": str(path), "registry.register": False}))
+    assert summary.study != first.study and summary.warm_started_from == first.study
+    study = optuna.load_study(study_name=summary.study, storage=f"sqlite:///{tmp}/optuna.db")
+    assert study.trials[0].params == first.trained_params  # the previous best, enqueued first
+    assert summary.version is None
 
 
 def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
@@ -131,6 +173,7 @@ def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
                         tracking_uri=f"sqlite:///{tmp}/mlflow.db")
     fc = pd.read_parquet(tmp_path / "fc.parquet")
     assert len(fc) == 12 and out["version"] == "1" and out["alias"] == "champion"
+    assert fc["ds"].iloc[0] == pd.Timestamp("1961-01-01")
     run = _client(tmp).get_run(out["run_id"])
     assert run.data.tags["seqlab.model_version"] == "1"
     assert run.data.tags["seqlab.model_alias"] == "champion"
@@ -138,7 +181,7 @@ def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda df: df.drop(columns=["passengers"]), "column 'passengers'"),
-    (lambda df: df.head(5), "needs at least"),
+    (lambda df: df.head(5), "provide at least 12"),
     (lambda df: df.drop(index=[100, 101]), "missing timestamp"),
 ])
 def test_batch_forecast_rejects_bad_history(first_run, tmp_path: Path, mutate, fragment) -> None:

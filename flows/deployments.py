@@ -20,7 +20,7 @@ FORECAST_DEPLOYMENT = "forecast-daily"
 DEFAULT_TRAINING_CRON = "0 3 * * *"   # daily at 03:00 (server time zone: UTC unless set)
 DEFAULT_FORECAST_CRON = "0 6 * * *"
 
-log = logging.getLogger("seqlab.schedules")
+log = logging.getLogger("flows.deployments")
 
 
 def one_at_a_time():

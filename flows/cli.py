@@ -70,7 +70,7 @@ def run(
     render_rich(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2, default=str))
+        summary_json.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
 
 
 @app.command("tune-worker")
@@ -86,7 +86,8 @@ def tune_worker(
         help="Seconds between trial heartbeats (default: the study's tune.heartbeat_interval).")] = None,
 ) -> None:
     """Join a running study from any host: run trials until it holds n_trials."""
-    from seqlab.workers import EXIT_TUNING_ERROR, TuningError, run_worker
+    from seqlab.tuning.runner import TuningError
+    from seqlab.tuning.worker import EXIT_TUNING_ERROR, run_worker
 
     try:
         done = run_worker(study, storage, timeout, not leave_on_oom, heartbeat_interval,
@@ -222,7 +223,7 @@ def serve(
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
     from seqlab.config import load_config
-    from seqlab.schedules import serve_flows
+    from flows.deployments import serve_flows
 
     try:
         cfg = load_config(config)

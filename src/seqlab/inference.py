@@ -1,0 +1,129 @@
+"""Forecasting with a trained model: the one prediction path.
+
+The backtest, the promotion gate and the served MLflow model (``seqlab.serving``) all forecast
+through :func:`forecast_series`, so a model is scored exactly the way it will be used. This
+module needs torch, numpy and pandas only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seqlab.config import DataConfig, PipelineConfig
+from seqlab.data import DataError, SeriesData, validate
+from seqlab.models import RecurrentForecaster
+from seqlab.windows import Scaler, apply_transform, decode_forecasts, normalise_windows
+
+META_FORMAT = 2
+
+
+def training_end(series: SeriesData, holdout: int) -> dict[str, str]:
+    """Last timestamp each series' fit trained on (ISO strings), ``holdout`` points held out."""
+    out = {}
+    for sid, g in series.frame.groupby("unique_id", sort=False):
+        out[str(sid)] = pd.Timestamp(g["ds"].iloc[len(g) - 1 - holdout]).isoformat()
+    return out
+
+
+def model_meta(model: RecurrentForecaster, scaler: Scaler, cfg: PipelineConfig,
+               series: SeriesData, trained_until: dict[str, str], epochs: int) -> dict[str, Any]:
+    """Everything needed to forecast with (and to retrain) a model, as JSON-able data."""
+    return {
+        "format": META_FORMAT,
+        "hparams": model.hparams,
+        "scaler": scaler.to_dict(),
+        "input_size": cfg.window.input_size,
+        "horizon": cfg.window.horizon,
+        "freq": series.freq,
+        "transform": cfg.window.transform,
+        "local_norm": cfg.window.local_norm,
+        "covariates": list(series.covariates),
+        "time_column": cfg.data.time_column,
+        "target": cfg.data.target,
+        "series_id": cfg.data.series_id,
+        "fill": cfg.data.fill,
+        "nan_policy": cfg.data.nan_policy,
+        "training_end": trained_until,
+        "epochs": epochs,
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def data_config(meta: dict) -> DataConfig:
+    """The model's own view of its input columns and data policies."""
+    return DataConfig(
+        source="<history>", time_column=meta["time_column"], target=meta["target"],
+        series_id=meta["series_id"], covariates=meta["covariates"], freq=meta["freq"],
+        fill=meta.get("fill", "error"), nan_policy=meta.get("nan_policy", "error"),
+    )
+
+
+def user_frame(series: SeriesData, data_cfg: DataConfig) -> pd.DataFrame:
+    """The canonical frame back in the user's column names (what the served model takes)."""
+    out = pd.DataFrame({data_cfg.time_column: series.frame["ds"],
+                        data_cfg.target: series.frame["y"]})
+    if data_cfg.series_id:
+        out.insert(0, data_cfg.series_id, series.frame["unique_id"])
+    for c in series.covariates:
+        out[c] = series.frame[c]
+    return out.reset_index(drop=True)
+
+
+def truncate(series: SeriesData, offset: int) -> SeriesData:
+    """The data up to ``offset`` points before each series' end (a backtest cutoff)."""
+    if offset == 0:
+        return series
+    frame = series.frame
+    pos = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
+    kept = frame[pos.to_numpy() >= offset].reset_index(drop=True)
+    return SeriesData(kept, series.freq, series.covariates, series.digest, series.source)
+
+
+def forecast_series(model: RecurrentForecaster, scaler: Scaler, meta: dict,
+                    series: SeriesData) -> pd.DataFrame:
+    """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``."""
+    import torch
+
+    L, H = meta["input_size"], meta["horizon"]
+    xs, idxs, starts, sids = [], [], [], []
+    for sid, g in series.frame.groupby("unique_id", sort=False):
+        try:
+            idx = scaler.index_of(str(sid))
+        except KeyError:
+            known = ", ".join(scaler.series_ids[:5])
+            raise DataError(
+                f"series {sid!r} was not in the training data (known: {known}); "
+                "forecast only series the model was trained on"
+            ) from None
+        if len(g) < L:
+            raise DataError(f"series {sid!r} has {len(g)} points of history; the model reads the "
+                            f"last {L} (its input_size): provide at least {L}")
+        vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)[-L:]
+        vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
+        xs.append(scaler.transform(vals, idx))
+        idxs.append(idx)
+        sids.append(str(sid))
+        starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
+    x, _, ref = normalise_windows(np.stack(xs).astype(np.float32), None,
+                                  meta.get("local_norm", "none"))
+    model.eval()
+    with torch.no_grad():
+        scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()
+    values = decode_forecasts(scaled, ref.astype("float64"), scaler, np.array(idxs),
+                              meta.get("transform", "none"))
+    rows = [pd.DataFrame({"unique_id": sid, "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
+                          "forecast": values[k]})
+            for k, (sid, start) in enumerate(zip(sids, starts))]
+    return pd.concat(rows, ignore_index=True)
+
+
+def forecast_history(model: RecurrentForecaster, scaler: Scaler, meta: dict,
+                     history: pd.DataFrame) -> pd.DataFrame:
+    """Check a history frame in the user's columns against the model, then forecast it."""
+    if not isinstance(history, pd.DataFrame):
+        raise DataError("forecast input must be a DataFrame in long format")
+    series = validate(history, data_config(meta), min_length=None, source="history")
+    return forecast_series(model, scaler, meta, series)

@@ -1,0 +1,160 @@
+"""The served model: an MLflow pyfunc bundling weights, scaler and metadata; forecast I/O.
+
+``predict(history)`` runs :func:`seqlab.inference.forecast_history`, the same prediction path
+the backtest and the promotion gate use. The model carries seqlab's own code, so it loads where
+seqlab is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from seqlab.data import DataError
+from seqlab.inference import forecast_history
+from seqlab.models import RecurrentForecaster
+from seqlab.registry import RegistryError
+from seqlab.windows import Scaler
+
+
+class SeqlabForecaster(mlflow.pyfunc.PythonModel):
+    """``predict(history)`` -> the next ``horizon`` steps of each series in ``history``.
+
+    ``history`` is long format with the training data's columns (time, target, optional series
+    id and covariates) and at least ``input_size`` regular steps per series.
+    """
+
+    def load_context(self, context: Any) -> None:
+        import torch
+
+        self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        self.scaler = Scaler.from_dict(self.meta["scaler"])
+        self.model = RecurrentForecaster(**self.meta["hparams"])
+        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+                ) -> pd.DataFrame:
+        return forecast_history(self.model, self.scaler, self.meta, model_input)
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements (inference in a subprocess costs ~3 s per model)."""
+    import pydantic
+    import torch
+    import yaml
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+        f"pydantic=={pydantic.VERSION}",
+        f"pyyaml=={yaml.__version__}",
+    ]
+
+
+def _package_dir() -> str:
+    import seqlab
+
+    return str(Path(seqlab.__file__).parent)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    model_id: str | None
+    artifact_location: str
+    """Where the model's files are: registered as the version's source, because MLflow's SQL
+    registry resolves ``models:/m-...`` through the process-wide tracking URI."""
+
+
+def log_pyfunc(client: MlflowClient, run_id: str, model: RecurrentForecaster, meta: dict,
+               example: pd.DataFrame, prediction: pd.DataFrame) -> LoggedModel:
+    """Log the pyfunc as an MLflow logged model of ``run_id`` through ``client``'s store only.
+
+    The model is saved locally, then created, uploaded and finalised with the client's
+    logged-model API and linked to the run as its output: no process-wide tracking URI and no
+    fluent active run are involved.
+    """
+    import torch
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import infer_signature
+
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp, "weights.pt")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+        meta_path = Path(tmp, "meta.json")
+        meta_path.write_text(json.dumps(meta, indent=1))
+        logged = client.create_logged_model(run.info.experiment_id, name="model",
+                                            source_run_id=run_id, model_type="seqlab-forecaster")
+        local = Path(tmp, "model")
+        try:
+            mlflow.pyfunc.save_model(
+                path=str(local),
+                python_model=SeqlabForecaster(),
+                artifacts={"weights": str(weights), "meta": str(meta_path)},
+                signature=infer_signature(example, prediction),
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                code_paths=[_package_dir()],
+                # Record the logged model's identity in MLmodel, as log_model does.
+                mlflow_model=mlflow.models.Model(model_id=logged.model_id, run_id=run_id,
+                                                 artifact_path="model"),
+            )
+            client.log_model_artifacts(logged.model_id, str(local))
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        except BaseException:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return LoggedModel(f"models:/{logged.model_id}", logged.model_id, logged.artifact_location)
+
+
+def load_forecaster(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    """Load a registered version through ``client``'s store (nothing process-wide is set)."""
+    try:
+        uri = client.get_model_version_download_uri(name, str(version))
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
+                                                        tracking_uri=client._tracking_client.tracking_uri)
+            return mlflow.pyfunc.load_model(local)
+    except MlflowException as e:
+        raise RegistryError(f"cannot load model {name} v{version}: {str(e).splitlines()[0]}") from None
+
+
+def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> pd.DataFrame:
+    """Forecast with seqlab's own check of ``history`` (one-line errors naming the column,
+    frequency or length at fault) instead of MLflow's schema enforcement, which would reject,
+    say, an integer target column that seqlab reads as float."""
+    inner = model.unwrap_python_model()
+    if getattr(inner, "meta", None) is None:  # not a seqlab model
+        return model.predict(history)
+    return forecast_history(inner.model, inner.scaler, inner.meta, history)
+
+
+def write_frame(frame: pd.DataFrame, output: str) -> str:
+    """Write CSV or Parquet by suffix; the folder is created."""
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"output {output} must end in .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(path)  # atomic: readers never see a half-written forecast
+    return str(path)
