@@ -13,7 +13,7 @@ export DO_NOT_TRACK := true
 # A loaded 2-core machine can take longer than Prefect's 20 s to start its temporary server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: run test e2e install install-dev ui serve clean bench
+.PHONY: run test lint e2e install install-dev ui serve clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ run: install
 ## The whole test suite (unit, integration, real servers; PostgreSQL tests skip when unreachable).
 test: install-dev
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+## Lint and format check (ruff, with the line length pyproject.toml sets).
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Browser test of the MLflow UI (installs Debian's chromium + chromedriver when missing).
 e2e: install-dev

@@ -65,8 +65,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 step core-imports "$PY" -c '
-import sys, seqlab.workers, seqlab.tune
-print("seqlab.workers and seqlab.tune import;", "prefect loaded:", "prefect" in sys.modules,
+import sys, seqlab.tuning, seqlab.pipeline
+print("seqlab.tuning and seqlab.pipeline import;", "prefect loaded:", "prefect" in sys.modules,
       "| mlflow loaded:", "mlflow" in sys.modules)'
 
 if [ -f tests/test_gpu.py ]; then

@@ -47,8 +47,10 @@ class Size:
     gpu_only: bool = False
 
     def label(self) -> str:
-        return (f"{self.name} (batch {self.batch}, seq {self.seq}, feat {self.feat}, "
-                f"hidden {self.hidden}, layers {self.layers})")
+        return (
+            f"{self.name} (batch {self.batch}, seq {self.seq}, feat {self.feat}, "
+            f"hidden {self.hidden}, layers {self.layers})"
+        )
 
 
 SIZES = [
@@ -58,8 +60,10 @@ SIZES = [
 ]
 # Most batches per epoch; fewer when a probe says a timed run would take over --seconds-per-run
 # (so that a default CPU run stays near 2 minutes even on a loaded machine).
-STEPS = {"cuda": {"small": 200, "medium": 100, "large": 20},
-         "cpu": {"small": 100, "medium": 20, "large": 2}}
+STEPS = {
+    "cuda": {"small": 200, "medium": 100, "large": 20},
+    "cpu": {"small": 100, "medium": 20, "large": 2},
+}
 QUICK_STEPS = {"small": 8, "medium": 2, "large": 2}
 SECONDS_PER_RUN = {"cuda": 3.0, "cpu": 2.5, "quick": 0.5}
 TARGET = {"cuda": {"small": 0.95, "medium": 0.95, "large": None}, "cpu": 0.90}
@@ -96,19 +100,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seqlab_fit(model: nn.Module, data: DeviceData, batch: int, epochs: int,
-               grad_clip: float | None) -> None:
+def seqlab_fit(
+    model: nn.Module, data: DeviceData, batch: int, epochs: int, grad_clip: float | None
+) -> None:
     # On CPU, fit() picks its own thread count unless told: pin it to the benchmark's setting,
     # which the bare loop uses too, so that only the loops differ.
     threads = torch.get_num_threads() if data.device.type == "cpu" else None
-    cfg = TrainConfig(lr=LR, batch_size=batch, max_epochs=epochs, patience=None,
-                      grad_clip=grad_clip, loss="mse", optimizer="adam", precision="fp32",
-                      num_threads=threads)
+    cfg = TrainConfig(
+        lr=LR,
+        batch_size=batch,
+        max_epochs=epochs,
+        patience=None,
+        grad_clip=grad_clip,
+        loss="mse",
+        optimizer="adam",
+        precision="fp32",
+        num_threads=threads,
+    )
     fit(model, data, cfg)
 
 
-def bare_fit(model: nn.Module, data: DeviceData, batch: int, epochs: int,
-             grad_clip: float | None) -> None:
+def bare_fit(
+    model: nn.Module, data: DeviceData, batch: int, epochs: int, grad_clip: float | None
+) -> None:
     """What one writes by hand: shuffled on-device batches by index, no per-batch host sync."""
     x, y = data.x_train, data.y_train
     opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -130,8 +144,14 @@ def bare_fit(model: nn.Module, data: DeviceData, batch: int, epochs: int,
 RUNNERS = {"seqlab": seqlab_fit, "bare": bare_fit}
 
 
-def time_one(kind: str, size: Size, data: DeviceData, epochs: int, grad_clip: float | None,
-             device: torch.device) -> float:
+def time_one(
+    kind: str,
+    size: Size,
+    data: DeviceData,
+    epochs: int,
+    grad_clip: float | None,
+    device: torch.device,
+) -> float:
     """Samples per second of one whole training call (model built outside the timing)."""
     model = new_model(size, device)
     sync(device)
@@ -142,8 +162,16 @@ def time_one(kind: str, size: Size, data: DeviceData, epochs: int, grad_clip: fl
     return data.x_train.shape[0] * epochs / seconds
 
 
-def bench_size(size: Size, device: torch.device, repeats: int, epochs: int, max_steps: int,
-               grad_clip: float | None, seconds_per_run: float, quick: bool = False) -> dict:
+def bench_size(
+    size: Size,
+    device: torch.device,
+    repeats: int,
+    epochs: int,
+    max_steps: int,
+    grad_clip: float | None,
+    seconds_per_run: float,
+    quick: bool = False,
+) -> dict:
     full = synthetic(size.batch * max_steps, size, device)
     # Warm-up (cuDNN plans, allocator, first-call costs): a short untimed run of each, then
     # size the epoch so one timed run takes about ``seconds_per_run`` (a loaded CPU stays bounded).
@@ -162,12 +190,19 @@ def bench_size(size: Size, device: torch.device, repeats: int, epochs: int, max_
     target = None if quick else target  # two-batch epochs time fixed costs, not the loop
     ratio = med["seqlab"] / med["bare"]
     return {
-        "size": size.name, "label": size.label(), "samples_per_epoch": size.batch * steps,
+        "size": size.name,
+        "label": size.label(),
+        "samples_per_epoch": size.batch * steps,
         "batches_per_epoch": steps,
-        "epochs": epochs, "repeats": repeats,
-        "seqlab_samples_per_s": rates["seqlab"], "bare_samples_per_s": rates["bare"],
-        "seqlab_median": med["seqlab"], "bare_median": med["bare"], "ratio": ratio,
-        "target": target, "meets_target": None if target is None else ratio >= target,
+        "epochs": epochs,
+        "repeats": repeats,
+        "seqlab_samples_per_s": rates["seqlab"],
+        "bare_samples_per_s": rates["bare"],
+        "seqlab_median": med["seqlab"],
+        "bare_median": med["bare"],
+        "ratio": ratio,
+        "target": target,
+        "meets_target": None if target is None else ratio >= target,
     }
 
 
@@ -195,15 +230,31 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (5; quick 2)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per timed run (3 on GPU, 2 on CPU; quick 1)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per timed run (3 on GPU, 2 on CPU; quick 1)",
+    )
     p.add_argument("--sizes", default="small,medium,large", help="comma-separated subset")
-    p.add_argument("--grad-clip", type=float, default=None,
-                   help="clip gradients to this norm in BOTH loops (default: no clipping)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the cores not busy by the 1-minute load)")
-    p.add_argument("--seconds-per-run", type=float, default=None,
-                   help="size epochs so one timed run takes about this long (GPU 3, CPU 2.5)")
+    p.add_argument(
+        "--grad-clip",
+        type=float,
+        default=None,
+        help="clip gradients to this norm in BOTH loops (default: no clipping)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the cores not busy by the 1-minute load)",
+    )
+    p.add_argument(
+        "--seconds-per-run",
+        type=float,
+        default=None,
+        help="size epochs so one timed run takes about this long (GPU 3, CPU 2.5)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a figure")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     a = p.parse_args(argv)
@@ -219,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     dev_kind = "cuda" if device.type == "cuda" else "cpu"
     epochs = a.epochs or (1 if a.quick else 3 if dev_kind == "cuda" else 2)
     wanted = set(a.sizes.split(","))
-    print(f"train_throughput on {machine(device)}, torch {torch.__version__}; "
-          f"{repeats} interleaved repeats x {epochs} epochs; grad_clip={a.grad_clip}"
-          + ("; QUICK (smoke test sizes)" if a.quick else ""), flush=True)
+    print(
+        f"train_throughput on {machine(device)}, torch {torch.__version__}; "
+        f"{repeats} interleaved repeats x {epochs} epochs; grad_clip={a.grad_clip}"
+        + ("; QUICK (smoke test sizes)" if a.quick else ""),
+        flush=True,
+    )
     results = []
     for size in SIZES:
         if size.name not in wanted:
@@ -230,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {size.name:<7} skipped (GPU only)")
             continue
         if a.quick:  # tiny shapes: this only checks that both loops run and are timed
-            size = replace(size, batch=min(size.batch, 32), seq=min(size.seq, 24),
-                           hidden=min(size.hidden, 32))
+            size = replace(
+                size, batch=min(size.batch, 32), seq=min(size.seq, 24), hidden=min(size.hidden, 32)
+            )
         steps = QUICK_STEPS[size.name] if a.quick else STEPS[dev_kind][size.name]
         budget = a.seconds_per_run or SECONDS_PER_RUN["quick" if a.quick else dev_kind]
         r = bench_size(size, device, repeats, epochs, steps, a.grad_clip, budget, a.quick)
@@ -240,12 +295,22 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "  (no verdict: quick)" if a.quick else "  (no target)"
         else:
             verdict = f"  target >= {r['target']:.2f} {'OK' if r['meets_target'] else 'BELOW'}"
-        print(f"  {size.name:<7} ({r['batches_per_epoch']} batches/epoch) "
-              f"seqlab {r['seqlab_median']:>10,.0f}  bare {r['bare_median']:>10,.0f} samples/s  "
-              f"ratio {r['ratio']:.3f}{verdict}", flush=True)
-    report = {"benchmark": "train_throughput", "device": str(device), "machine": machine(device),
-              "torch": torch.__version__, "quick": a.quick, "grad_clip": a.grad_clip,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}
+        print(
+            f"  {size.name:<7} ({r['batches_per_epoch']} batches/epoch) "
+            f"seqlab {r['seqlab_median']:>10,.0f}  bare {r['bare_median']:>10,.0f} samples/s  "
+            f"ratio {r['ratio']:.3f}{verdict}",
+            flush=True,
+        )
+    report = {
+        "benchmark": "train_throughput",
+        "device": str(device),
+        "machine": machine(device),
+        "torch": torch.__version__,
+        "quick": a.quick,
+        "grad_clip": a.grad_clip,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "results": results,
+    }
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(report, indent=2))

@@ -43,8 +43,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "seqlab" / "datasets" / "airpassengers.csv"
 HORIZON, VAL, SEASON = 12, 12, 12
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-         "DO_NOT_TRACK": "true"}
+QUIET = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+}
 
 
 # ---------------------------------------------------------------- shared scoring (numpy only)
@@ -54,16 +57,22 @@ def load_series():
     import pandas as pd
 
     raw = pd.read_csv(DATA)
-    return pd.DataFrame({"unique_id": "airpassengers", "ds": pd.to_datetime(raw["month"]),
-                         "y": raw["passengers"].astype("float64")})
+    return pd.DataFrame(
+        {
+            "unique_id": "airpassengers",
+            "ds": pd.to_datetime(raw["month"]),
+            "y": raw["passengers"].astype("float64"),
+        }
+    )
 
 
 def mase(actual, forecast, history) -> float:
     """MAE / in-sample seasonal-naive MAE of ``history`` (the training part)."""
     import numpy as np
 
-    actual, forecast, history = (np.asarray(a, dtype="float64")
-                                 for a in (actual, forecast, history))
+    actual, forecast, history = (
+        np.asarray(a, dtype="float64") for a in (actual, forecast, history)
+    )
     scale = np.mean(np.abs(history[SEASON:] - history[:-SEASON]))
     return float(np.mean(np.abs(actual - forecast)) / scale)
 
@@ -91,10 +100,12 @@ def run_peer(trials: int, seed: int, out: Path, smoke: bool = False) -> None:
     # The default input sizes (h * [-1, 4, 16, 64]) do not fit a 132-month series (the run
     # aborts: "Time series is too short"): search seqlab's ranges for the dimensions both have,
     # keep neuralforecast's defaults for the rest (max_steps, batch, decoder, context, loss).
-    space.update(input_size=tune.choice([12, 24, 36]),
-                 encoder_hidden_size=tune.choice([16, 32, 64]),
-                 encoder_n_layers=tune.choice([1, 2]),
-                 learning_rate=tune.loguniform(1e-3, 2e-2))
+    space.update(
+        input_size=tune.choice([12, 24, 36]),
+        encoder_hidden_size=tune.choice([16, 32, 64]),
+        encoder_n_layers=tune.choice([1, 2]),
+        learning_rate=tune.loguniform(1e-3, 2e-2),
+    )
     if smoke:
         space.update(max_steps=tune.choice([5]))
     optuna_space = AutoLSTM._ray_config_to_optuna(space)
@@ -103,8 +114,14 @@ def run_peer(trials: int, seed: int, out: Path, smoke: bool = False) -> None:
         return {**optuna_space(trial), "enable_progress_bar": False, "enable_model_summary": False}
 
     t0 = time.perf_counter()
-    model = AutoLSTM(h=HORIZON, config=config, backend="optuna", num_samples=trials,
-                     search_alg=optuna.samplers.TPESampler(seed=seed), verbose=False)
+    model = AutoLSTM(
+        h=HORIZON,
+        config=config,
+        backend="optuna",
+        num_samples=trials,
+        search_alg=optuna.samplers.TPESampler(seed=seed),
+        verbose=False,
+    )
     nf = NeuralForecast(models=[model], freq="MS")
     nf.fit(train, val_size=VAL)
     forecast = nf.predict()["AutoLSTM"].to_numpy()
@@ -113,15 +130,21 @@ def run_peer(trials: int, seed: int, out: Path, smoke: bool = False) -> None:
     history = y[: len(y) - HORIZON - VAL]  # all but the last 24 months, as seqlab
     snaive = y[len(y) - HORIZON - SEASON : len(y) - HORIZON]  # the last season before the test
     study = nf.models[0].results  # NeuralForecast fits copies of the models it is given
-    out.write_text(json.dumps({
-        "test/mase": mase(test["y"], forecast, history),
-        "test/seasonal_naive/mase": mase(test["y"], snaive, history),
-        "trials_finished": len([t for t in study.trials if t.state.is_finished()]),
-        "fit_predict_seconds": fit_seconds,
-        "best_params": {k: v for k, v in study.best_trial.params.items()},
-        "forecast": forecast.tolist(),
-        "versions": _versions("neuralforecast", "optuna", "torch", "pytorch-lightning"),
-    }, indent=2, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "test/mase": mase(test["y"], forecast, history),
+                "test/seasonal_naive/mase": mase(test["y"], snaive, history),
+                "trials_finished": len([t for t in study.trials if t.state.is_finished()]),
+                "fit_predict_seconds": fit_seconds,
+                "best_params": {k: v for k, v in study.best_trial.params.items()},
+                "forecast": forecast.tolist(),
+                "versions": _versions("neuralforecast", "optuna", "torch", "pytorch-lightning"),
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -148,32 +171,58 @@ def timed(cmd: list[str], env: dict, log: Path) -> tuple[float, int]:
 
 def run_seqlab(seqlab: str, trials: int, tmp: Path, env: dict, smoke: bool = False) -> dict:
     summary = tmp / "seqlab-summary.json"
-    cmd = [seqlab, "run", "conf/default.yaml", f"tune.n_trials={trials}",
-           f"tune.storage=sqlite:///{tmp}/optuna.db", f"tune.study_name=vs-nf-{os.getpid()}",
-           f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
-           f"tracking.artifact_location={tmp}/artifacts", "--summary-json", str(summary)]
+    cmd = [
+        seqlab,
+        "run",
+        "conf/default.yaml",
+        f"tune.n_trials={trials}",
+        f"tune.storage=sqlite:///{tmp}/optuna.db",
+        f"tune.study_name=vs-nf-{os.getpid()}",
+        f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"tracking.artifact_location={tmp}/artifacts",
+        "--summary-json",
+        str(summary),
+    ]
     if smoke:
         cmd[3:3] = ["train.max_epochs=3"]
     seconds, rc = timed(cmd, env, tmp / "seqlab.log")
     if rc != 0:
-        raise SystemExit(f"seqlab run failed ({rc}); log: {tmp / 'seqlab.log'}\n"
-                         + (tmp / "seqlab.log").read_text()[-3000:])
+        raise SystemExit(
+            f"seqlab run failed ({rc}); log: {tmp / 'seqlab.log'}\n"
+            + (tmp / "seqlab.log").read_text()[-3000:]
+        )
     s = json.loads(summary.read_text())
-    return {"wall_seconds": seconds, "test/mase": s["metrics"]["test/mase"],
-            "test/seasonal_naive/mase": s["metrics"].get("test/seasonal_naive/mase"),
-            "trials_finished": s.get("trials_finished"), "best_params": s.get("best_params"),
-            "command": " ".join(cmd[:5]) + " ... --summary-json ..."}
+    return {
+        "wall_seconds": seconds,
+        "test/mase": s["metrics"]["test/mase"],
+        "test/seasonal_naive/mase": s["metrics"].get("test/seasonal_naive/mase"),
+        "trials_finished": s.get("trials_finished"),
+        "best_params": s.get("best_params"),
+        "command": " ".join(cmd[:5]) + " ... --summary-json ...",
+    }
 
 
-def run_nf(nf_python: str, trials: int, seed: int, tmp: Path, env: dict,
-           smoke: bool = False) -> dict:
+def run_nf(
+    nf_python: str, trials: int, seed: int, tmp: Path, env: dict, smoke: bool = False
+) -> dict:
     out = tmp / "nf-summary.json"
-    cmd = [nf_python, str(Path(__file__).resolve()), "--peer", "--trials", str(trials),
-           "--seed", str(seed), "--peer-out", str(out)] + (["--smoke"] if smoke else [])
+    cmd = [
+        nf_python,
+        str(Path(__file__).resolve()),
+        "--peer",
+        "--trials",
+        str(trials),
+        "--seed",
+        str(seed),
+        "--peer-out",
+        str(out),
+    ] + (["--smoke"] if smoke else [])
     seconds, rc = timed(cmd, env, tmp / "neuralforecast.log")
     if rc != 0:
-        raise SystemExit(f"neuralforecast run failed ({rc}); log: {tmp / 'neuralforecast.log'}\n"
-                         + (tmp / "neuralforecast.log").read_text()[-3000:])
+        raise SystemExit(
+            f"neuralforecast run failed ({rc}); log: {tmp / 'neuralforecast.log'}\n"
+            + (tmp / "neuralforecast.log").read_text()[-3000:]
+        )
     return {"wall_seconds": seconds, **json.loads(out.read_text())}
 
 
@@ -184,16 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seqlab", default=str(ROOT / ".venv" / "bin" / "seqlab"))
     p.add_argument("--nf-python", default=str(ROOT / "benchmarks" / ".venv-nf" / "bin" / "python"))
     p.add_argument("--only", choices=("seqlab", "neuralforecast"), default=None)
-    p.add_argument("--threads", type=int, default=None,
-                   help="OMP_NUM_THREADS for both sides (default: the cores not busy by the "
-                        "1-minute load average; two threads on a half-busy 2-core box crawl)")
-    p.add_argument("--smoke", action="store_true",
-                   help="3 epochs / 5 steps per trial: checks the plumbing, not a figure")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for both sides (default: the cores not busy by the "
+        "1-minute load average; two threads on a half-busy 2-core box crawl)",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="3 epochs / 5 steps per trial: checks the plumbing, not a figure",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--peer-out", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--keep-logs", type=Path, default=None,
-                   help="copy both runs' logs into this folder")
+    p.add_argument(
+        "--keep-logs", type=Path, default=None, help="copy both runs' logs into this folder"
+    )
     a = p.parse_args(argv)
     if a.peer:
         run_peer(a.trials, a.seed, a.peer_out, a.smoke)
@@ -206,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = a.threads or max(1, cores - round(load))
     env = {**os.environ, **QUIET, "OMP_NUM_THREADS": str(threads)}
     where = f"{platform.machine()}, {cores} cores, load {load:.1f}, {threads} torch thread(s) each"
-    print(f"vs_neuralforecast: AirPassengers, h={HORIZON}, last {HORIZON} months held out, "
-          f"{a.trials} trials each, on {where}" + (" SMOKE" if a.smoke else ""), flush=True)
+    print(
+        f"vs_neuralforecast: AirPassengers, h={HORIZON}, last {HORIZON} months held out, "
+        f"{a.trials} trials each, on {where}" + (" SMOKE" if a.smoke else ""),
+        flush=True,
+    )
     res: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="seqlab-vs-nf-") as tmpdir:
         tmp = Path(tmpdir)
@@ -221,17 +281,26 @@ def main(argv: list[str] | None = None) -> int:
             a.keep_logs.mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("*.log"):
                 shutil.copy(log, a.keep_logs / f"vs_nf-{log.name}")
-    report = {"benchmark": "vs_neuralforecast", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": where, "trials": a.trials, "smoke": a.smoke, "threads": threads,
-              "mase_scale": "in-sample seasonal naive (season 12) MAE of months 1-120 "
-                            "(all but the last 24)", "results": res}
+    report = {
+        "benchmark": "vs_neuralforecast",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": where,
+        "trials": a.trials,
+        "smoke": a.smoke,
+        "threads": threads,
+        "mase_scale": "in-sample seasonal naive (season 12) MAE of months 1-120 "
+        "(all but the last 24)",
+        "results": res,
+    }
     if len(res) == 2:
         s, n = res["seqlab"], res["neuralforecast"]
         ratio = s["wall_seconds"] / n["wall_seconds"]
         ok = ratio <= 1 / 3 and s["test/mase"] <= n["test/mase"]
         report.update(time_ratio=ratio, target_met=ok)
-        print(f"  seqlab/neuralforecast wall time {ratio:.3f} (target <= 0.333), MASE "
-              f"{s['test/mase']:.3f} vs {n['test/mase']:.3f}: {'OK' if ok else 'target not met'}")
+        print(
+            f"  seqlab/neuralforecast wall time {ratio:.3f} (target <= 0.333), MASE "
+            f"{s['test/mase']:.3f} vs {n['test/mase']:.3f}: {'OK' if ok else 'target not met'}"
+        )
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(report, indent=2, default=str))
@@ -239,9 +308,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _line(name: str, r: dict) -> str:
-    return (f"  {name:<15} {r['wall_seconds']:7.1f} s wall, test MASE {r['test/mase']:.3f} "
-            f"(seasonal naive {r['test/seasonal_naive/mase']:.3f}), "
-            f"{r['trials_finished']} trials finished")
+    return (
+        f"  {name:<15} {r['wall_seconds']:7.1f} s wall, test MASE {r['test/mase']:.3f} "
+        f"(seasonal naive {r['test/seasonal_naive/mase']:.3f}), "
+        f"{r['trials_finished']} trials finished"
+    )
 
 
 if __name__ == "__main__":

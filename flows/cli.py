@@ -10,18 +10,24 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Tuned recurrent forecasters: train, promote, forecast, schedule.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tuned recurrent forecasters: train, promote, forecast, schedule.",
+)
 
 # Quiet and offline by default (no telemetry, no DNS lookup per process).
-for _k, _v in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "DO_NOT_TRACK": "true",
-               # Route seqlab's own log lines (trial progress) through Prefect's handlers.
-               "PREFECT_LOGGING_EXTRA_LOGGERS": "seqlab"}.items():
+for _k, _v in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+    # Route seqlab's own log lines (trial progress) through Prefect's handlers.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "seqlab",
+}.items():
     os.environ.setdefault(_k, _v)
 
 
@@ -47,9 +53,15 @@ def _split_config_args(args: list[str] | None) -> tuple[str, list[str]]:
 
 @app.command(context_settings={"allow_extra_args": False})
 def run(
-    args: Annotated[Optional[list[str]], typer.Argument(
-        help="[CONFIG] [key=value ...], e.g. conf/default.yaml model.cell=gru tune.n_trials=30")] = None,
-    summary_json: Annotated[Optional[Path], typer.Option(help="Also write the summary as JSON here.")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="[CONFIG] [key=value ...], e.g. conf/default.yaml model.cell=gru tune.n_trials=30"
+        ),
+    ] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON here.")
+    ] = None,
     trigger: Annotated[str, typer.Option(help="Recorded as the run's trigger tag.")] = "manual",
 ) -> None:
     """Run the training flow: tune, fit, evaluate, register and promote."""
@@ -77,21 +89,32 @@ def run(
 def tune_worker(
     study: Annotated[str, typer.Option(help="Study name (printed by `seqlab run`).")],
     storage: Annotated[str, typer.Option(help="Optuna storage URL, e.g. postgresql://host/db.")],
-    timeout: Annotated[Optional[float], typer.Option(help="Stop launching trials after this many seconds.")] = None,
-    wait_for_study: Annotated[float, typer.Option(
-        help="Wait up to this many seconds for `seqlab run` to publish the study.")] = 0.0,
-    leave_on_oom: Annotated[bool, typer.Option(
-        help="Leave after a CUDA out-of-memory error (extra workers sharing a GPU).")] = False,
-    heartbeat_interval: Annotated[Optional[int], typer.Option(
-        help="Seconds between trial heartbeats (default: the study's tune.heartbeat_interval).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop launching trials after this many seconds.")
+    ] = None,
+    wait_for_study: Annotated[
+        float,
+        typer.Option(help="Wait up to this many seconds for `seqlab run` to publish the study."),
+    ] = 0.0,
+    leave_on_oom: Annotated[
+        bool,
+        typer.Option(help="Leave after a CUDA out-of-memory error (extra workers sharing a GPU)."),
+    ] = False,
+    heartbeat_interval: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds between trial heartbeats (default: the study's tune.heartbeat_interval)."
+        ),
+    ] = None,
 ) -> None:
     """Join a running study from any host: run trials until it holds n_trials."""
     from seqlab.tuning.runner import TuningError
     from seqlab.tuning.worker import EXIT_TUNING_ERROR, run_worker
 
     try:
-        done = run_worker(study, storage, timeout, not leave_on_oom, heartbeat_interval,
-                          wait_for_study)
+        done = run_worker(
+            study, storage, timeout, not leave_on_oom, heartbeat_interval, wait_for_study
+        )
     except (ValueError, *_user_errors()) as e:
         _fail(str(e))
     except TuningError as e:  # trials keep failing: the reasons are in the message
@@ -99,8 +122,13 @@ def tune_worker(
     typer.echo(f"finished {done} trial(s) of study {study}")
 
 
-TrackingOpt = Annotated[Optional[str], typer.Option(
-    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).",
+    ),
+]
 
 
 def _client(tracking_uri: str | None):
@@ -112,21 +140,33 @@ def _client(tracking_uri: str | None):
 @app.command()
 def forecast(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. seqlab-airpassengers.")],
-    input: Annotated[str, typer.Option("--input", "-i", help="History to forecast from (CSV/Parquet).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the forecast (.csv/.parquet).")],
-    alias: Annotated[str, typer.Option(help="Alias to load (ignored with --version).")] = "champion",
-    version: Annotated[Optional[str], typer.Option(help="A model version instead of an alias.")] = None,
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="History to forecast from (CSV/Parquet).")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write the forecast (.csv/.parquet).")
+    ],
+    alias: Annotated[
+        str, typer.Option(help="Alias to load (ignored with --version).")
+    ] = "champion",
+    version: Annotated[
+        str | None, typer.Option(help="A model version instead of an alias.")
+    ] = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Forecast the next horizon with a registered model (the champion by default)."""
     from flows.forecast import forecast_flow
 
     try:
-        out = forecast_flow(model, input, output, alias=alias, version=version, tracking_uri=tracking_uri)
+        out = forecast_flow(
+            model, input, output, alias=alias, version=version, tracking_uri=tracking_uri
+        )
     except _user_errors() as e:
         _fail(str(e))
-    typer.echo(f"wrote {out['rows']} rows to {out['output']} with {model} v{out['version']}"
-               f" (MLflow run {out['run_id']})")
+    typer.echo(
+        f"wrote {out['rows']} rows to {out['output']} with {model} v{out['version']}"
+        f" (MLflow run {out['run_id']})"
+    )
 
 
 @app.command()
@@ -143,7 +183,9 @@ def promote(
         move = promote_manual(_client(tracking_uri), model, version, reason)
     except _user_errors() as e:
         _fail(str(e))
-    typer.echo(f"champion of {model}: v{move.from_version or '-'} -> v{move.to_version} ({move.reason})")
+    typer.echo(
+        f"champion of {model}: v{move.from_version or '-'} -> v{move.to_version} ({move.reason})"
+    )
 
 
 @app.command()
@@ -185,22 +227,33 @@ def models(
     for col in ("version", "aliases", "created", "test/mase", "test/mae", "decision", "run_id"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["version"], ", ".join(r["aliases"]), r["created"], r["test/mase"] or "",
-                  r["test/mae"] or "", r["decision"] or "", r["run_id"] or "")
+        t.add_row(
+            r["version"],
+            ", ".join(r["aliases"]),
+            r["created"],
+            r["test/mase"] or "",
+            r["test/mae"] or "",
+            r["decision"] or "",
+            r["run_id"] or "",
+        )
     console.print(t)
     if moves:
         h = Table(title=f"{model}: alias history")
         for col in ("#", "time (UTC)", "alias", "from", "to", "mode", "reason"):
             h.add_column(col)
         for m in moves:
-            h.add_row(str(m.seq), m.time, m.alias, m.from_version or "-", m.to_version, m.mode, m.reason)
+            h.add_row(
+                str(m.seq), m.time, m.alias, m.from_version or "-", m.to_version, m.mode, m.reason
+            )
         console.print(h)
 
 
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind auth).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind auth).")
+    ] = "127.0.0.1",
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Start the MLflow UI for this project's store (one worker, job execution off)."""
@@ -213,17 +266,29 @@ def ui(
 @app.command()
 def serve(
     config: Annotated[str, typer.Argument(help="Training config.")] = "conf/default.yaml",
-    train_cron: Annotated[Optional[str], typer.Option(help="Cron for training, e.g. '0 3 * * *'.")] = "0 3 * * *",
-    forecast_cron: Annotated[Optional[str], typer.Option(help="Cron for forecasting, e.g. '0 * * * *'.")] = None,
-    forecast_input: Annotated[Optional[str], typer.Option(help="History file for scheduled forecasts.")] = None,
-    forecast_output: Annotated[Optional[str], typer.Option(help="Output of scheduled forecasts.")] = None,
-    interval: Annotated[Optional[float], typer.Option(help="Run training every N seconds instead of cron.")] = None,
-    override: Annotated[Optional[list[str]], typer.Option(
-        "--override", help="key=value for scheduled training runs (repeatable).")] = None,
+    train_cron: Annotated[
+        str | None, typer.Option(help="Cron for training, e.g. '0 3 * * *'.")
+    ] = "0 3 * * *",
+    forecast_cron: Annotated[
+        str | None, typer.Option(help="Cron for forecasting, e.g. '0 * * * *'.")
+    ] = None,
+    forecast_input: Annotated[
+        str | None, typer.Option(help="History file for scheduled forecasts.")
+    ] = None,
+    forecast_output: Annotated[
+        str | None, typer.Option(help="Output of scheduled forecasts.")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Run training every N seconds instead of cron.")
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--override", help="key=value for scheduled training runs (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
-    from seqlab.config import load_config
     from flows.deployments import serve_flows
+    from seqlab.config import load_config
 
     try:
         cfg = load_config(config)
@@ -233,13 +298,23 @@ def serve(
     if forecast_cron:
         if not (forecast_input and forecast_output):
             _fail("--forecast-cron needs --forecast-input and --forecast-output")
-        forecast_args = {"model": cfg.model_name, "input": forecast_input, "output": forecast_output}
+        forecast_args = {
+            "model": cfg.model_name,
+            "input": forecast_input,
+            "output": forecast_output,
+        }
     try:
         load_config(config, override or [])
     except _user_errors() as e:
         _fail(str(e))
-    serve_flows(config, train_cron if interval is None else None, forecast_cron, forecast_args, interval,
-                training_overrides=override or None)
+    serve_flows(
+        config,
+        train_cron if interval is None else None,
+        forecast_cron,
+        forecast_args,
+        interval,
+        training_overrides=override or None,
+    )
 
 
 def main() -> None:

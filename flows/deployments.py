@@ -17,7 +17,7 @@ from typing import Any
 
 TRAINING_DEPLOYMENT = "train-daily"
 FORECAST_DEPLOYMENT = "forecast-daily"
-DEFAULT_TRAINING_CRON = "0 3 * * *"   # daily at 03:00 (server time zone: UTC unless set)
+DEFAULT_TRAINING_CRON = "0 3 * * *"  # daily at 03:00 (server time zone: UTC unless set)
 DEFAULT_FORECAST_CRON = "0 6 * * *"
 
 log = logging.getLogger("flows.deployments")
@@ -36,18 +36,27 @@ def _config_path(config: str) -> str:
     return str(path.resolve()) if not path.is_absolute() and path.exists() else config
 
 
-def training_deployment(config: str, cron: str | None = None, interval: float | None = None,
-                        overrides: list[str] | None = None, name: str = TRAINING_DEPLOYMENT):
+def training_deployment(
+    config: str,
+    cron: str | None = None,
+    interval: float | None = None,
+    overrides: list[str] | None = None,
+    name: str = TRAINING_DEPLOYMENT,
+):
     """The training flow as a deployment: parameters fixed here, ``trigger=schedule`` recorded."""
-    from flows.training import training_pipeline
     from prefect.deployments.runner import EntrypointType
+
+    from flows.training import training_pipeline
 
     return training_pipeline.to_deployment(
         name=name,
         cron=None if interval else cron,
         interval=interval or None,
-        parameters={"config": _config_path(config), "overrides": list(overrides or []),
-                    "trigger": "schedule"},
+        parameters={
+            "config": _config_path(config),
+            "overrides": list(overrides or []),
+            "trigger": "schedule",
+        },
         concurrency_limit=one_at_a_time(),
         description="Tune, train, evaluate, register and maybe promote (seqlab).",
         tags=["seqlab", "training"],
@@ -66,8 +75,9 @@ def load_forecast_flow():
     return forecast_flow
 
 
-def forecast_parameters(config: str, overrides: list[str] | None,
-                        forecast_args: dict[str, Any] | None) -> dict[str, Any]:
+def forecast_parameters(
+    config: str, overrides: list[str] | None, forecast_args: dict[str, Any] | None
+) -> dict[str, Any]:
     """Forecast-flow parameters; what ``forecast_args`` leaves out comes from the training config.
 
     model: the config's registered model name; input: its data source (the latest history of
@@ -92,22 +102,36 @@ def forecast_parameters(config: str, overrides: list[str] | None,
     return params
 
 
-def forecast_deployment(flow, params: dict[str, Any], cron: str | None = None,
-                        interval: float | None = None, name: str = FORECAST_DEPLOYMENT):
+def forecast_deployment(
+    flow,
+    params: dict[str, Any],
+    cron: str | None = None,
+    interval: float | None = None,
+    name: str = FORECAST_DEPLOYMENT,
+):
     from prefect.deployments.runner import EntrypointType
 
     return flow.to_deployment(
-        name=name, cron=None if interval else cron, interval=interval or None,
-        parameters=params, concurrency_limit=one_at_a_time(),
-        description="Forecast with the champion model (seqlab).", tags=["seqlab", "forecast"],
+        name=name,
+        cron=None if interval else cron,
+        interval=interval or None,
+        parameters=params,
+        concurrency_limit=one_at_a_time(),
+        description="Forecast with the champion model (seqlab).",
+        tags=["seqlab", "forecast"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
 
 
-def build_deployments(config: str, training_cron: str | None, forecast_cron: str | None,
-                      forecast_args: dict[str, Any] | None, interval: float | None,
-                      training_overrides: list[str] | None = None,
-                      forecast_interval: float | None = None) -> list:
+def build_deployments(
+    config: str,
+    training_cron: str | None,
+    forecast_cron: str | None,
+    forecast_args: dict[str, Any] | None,
+    interval: float | None,
+    training_overrides: list[str] | None = None,
+    forecast_interval: float | None = None,
+) -> list:
     """The deployments that :func:`serve_flows` serves (no server contact; testable)."""
     deployments = [training_deployment(config, training_cron, interval, training_overrides)]
     flow = load_forecast_flow()
@@ -117,11 +141,16 @@ def build_deployments(config: str, training_cron: str | None, forecast_cron: str
     return deployments
 
 
-def serve_flows(config: str, training_cron: str | None = DEFAULT_TRAINING_CRON,
-                forecast_cron: str | None = DEFAULT_FORECAST_CRON,
-                forecast_args: dict[str, Any] | None = None, interval: float | None = None,
-                *, training_overrides: list[str] | None = None,
-                forecast_interval: float | None = None) -> None:
+def serve_flows(
+    config: str,
+    training_cron: str | None = DEFAULT_TRAINING_CRON,
+    forecast_cron: str | None = DEFAULT_FORECAST_CRON,
+    forecast_args: dict[str, Any] | None = None,
+    interval: float | None = None,
+    *,
+    training_overrides: list[str] | None = None,
+    forecast_interval: float | None = None,
+) -> None:
     """Serve the training (and, when available, forecast) deployments until Ctrl-C/SIGTERM.
 
     ``interval`` (seconds) replaces ``training_cron`` (for tests and demos); the forecast runs on
@@ -133,6 +162,13 @@ def serve_flows(config: str, training_cron: str | None = DEFAULT_TRAINING_CRON,
     """
     from prefect import serve
 
-    deployments = build_deployments(config, training_cron, forecast_cron, forecast_args,
-                                    interval, training_overrides, forecast_interval)
+    deployments = build_deployments(
+        config,
+        training_cron,
+        forecast_cron,
+        forecast_args,
+        interval,
+        training_overrides,
+        forecast_interval,
+    )
     serve(*deployments)

@@ -20,7 +20,9 @@ from seqlab.data import DataError, load_raw
 
 
 @task(name="resolve-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def resolve_task(tracking_uri: str, name: str, alias: str | None, version: str | None) -> dict[str, str]:
+def resolve_task(
+    tracking_uri: str, name: str, alias: str | None, version: str | None
+) -> dict[str, str]:
     return registry.resolve_version(tracking.client_for(tracking_uri), name, alias, version)
 
 
@@ -45,14 +47,25 @@ def write_task(forecast: pd.DataFrame, output: str) -> str:
 
 
 @task(name="record-forecast", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def record_task(tracking_uri: str, resolved: dict[str, str], input_path: str, output: str,
-                forecast: pd.DataFrame) -> str:
+def record_task(
+    tracking_uri: str,
+    resolved: dict[str, str],
+    input_path: str,
+    output: str,
+    forecast: pd.DataFrame,
+) -> str:
     return tracking.record_forecast(tracking_uri, resolved, input_path, output, forecast)
 
 
 @flow(name="seqlab-forecast", log_prints=True)
-def forecast_flow(model: str, input: str, output: str, alias: str | None = "champion",
-                  version: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
+def forecast_flow(
+    model: str,
+    input: str,
+    output: str,
+    alias: str | None = "champion",
+    version: str | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
     """Forecast the next horizon of every series in ``input`` with a registered model."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
     resolved = resolve_task(uri, model, None if version else alias, version)
@@ -61,24 +74,42 @@ def forecast_flow(model: str, input: str, output: str, alias: str | None = "cham
     forecast = forecast_task(loaded, history)
     written = write_task(forecast, output)
     run_id = record_task(uri, resolved, input, written, forecast)
-    create_table_artifact(table=forecast.astype({"ds": str}).to_dict("records")[:500],
-                          key="seqlab-forecast", description=f"{model} v{resolved['version']}")
+    create_table_artifact(
+        table=forecast.astype({"ds": str}).to_dict("records")[:500],
+        key="seqlab-forecast",
+        description=f"{model} v{resolved['version']}",
+    )
+    n_series = forecast["unique_id"].nunique()
     create_markdown_artifact(
         key="seqlab-forecast-summary",
-        markdown=(f"# Forecast with `{model}` v{resolved['version']}"
-                  f"{' @' + resolved['alias'] if resolved.get('alias') else ''}\n\n"
-                  f"- {forecast['unique_id'].nunique()} series x {len(forecast) // max(forecast['unique_id'].nunique(), 1)} steps\n"
-                  f"- written to `{written}`\n- MLflow run `{run_id}`"),
+        markdown=(
+            f"# Forecast with `{model}` v{resolved['version']}"
+            f"{' @' + resolved['alias'] if resolved.get('alias') else ''}\n\n"
+            f"- {n_series} series x {len(forecast) // max(n_series, 1)} steps\n"
+            f"- written to `{written}`\n- MLflow run `{run_id}`"
+        ),
     )
-    return {"model": model, "version": resolved["version"], "alias": resolved.get("alias"),
-            "output": written, "rows": len(forecast), "run_id": run_id}
+    return {
+        "model": model,
+        "version": resolved["version"],
+        "alias": resolved.get("alias"),
+        "output": written,
+        "rows": len(forecast),
+        "run_id": run_id,
+    }
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 4:
         sys.exit("usage: python flows/forecast.py MODEL_NAME INPUT OUTPUT [ALIAS]")
     try:
-        print(forecast_flow(sys.argv[1], sys.argv[2], sys.argv[3],
-                            sys.argv[4] if len(sys.argv) > 4 else "champion"))
+        print(
+            forecast_flow(
+                sys.argv[1],
+                sys.argv[2],
+                sys.argv[3],
+                sys.argv[4] if len(sys.argv) > 4 else "champion",
+            )
+        )
     except (DataError, registry.RegistryError) as e:
         sys.exit(f"error: {e}")

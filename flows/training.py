@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqlab")  # trial progress in flow logs
+# seqlab logs outside a flow run (a worker, a test) are fine: no warning about the missing run.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -53,8 +55,13 @@ def _transient(task, task_run, state) -> bool:
     return not isinstance(exc, (ConfigError, DataError, registry.RegistryError))
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
-      cache_policy=NO_CACHE)
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
 def ingest_task(cfg: PipelineConfig):
     return ingest(cfg)
 
@@ -65,7 +72,9 @@ def validate_task(raw, cfg: PipelineConfig) -> SeriesData:
 
 
 @task(name="start-mlflow-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def start_run_task(cfg: PipelineConfig, series: SeriesData, tags: dict[str, str]) -> tracking.RunRef:
+def start_run_task(
+    cfg: PipelineConfig, series: SeriesData, tags: dict[str, str]
+) -> tracking.RunRef:
     return tracking.start_pipeline_run(cfg, series, tags)
 
 
@@ -95,18 +104,27 @@ def refit_task(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: in
 
 
 @task(name="backtest", cache_policy=NO_CACHE)
-def backtest_task(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig,
-                  run: tracking.RunRef) -> Backtest:
+def backtest_task(
+    fitted: FittedModel, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
+) -> Backtest:
     bt = backtest_model(fitted, series, cfg)
     tracking.log_backtest(run, bt)
-    tracking.log_metrics(run, {"final/epochs": fitted.history.epochs,
-                               "final/samples_per_s": fitted.history.samples_per_second})
+    tracking.log_metrics(
+        run,
+        {
+            "final/epochs": fitted.history.epochs,
+            "final/samples_per_s": fitted.history.samples_per_second,
+        },
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if cfg.eval.plot:
             png = plot_backtest(series, bt, f"{tmp}/backtest.png", cfg.dataset_name)
             tracking.log_artifact(run, png, "plots")
-        for name, frame in (("cross_validation", bt.frame), ("per_window", bt.per_window),
-                            ("per_series", bt.per_series)):
+        for name, frame in (
+            ("cross_validation", bt.frame),
+            ("per_window", bt.per_window),
+            ("per_series", bt.per_series),
+        ):
             path = Path(tmp, f"{name}.csv")
             frame.to_csv(path, index=False)
             tracking.log_artifact(run, path, "backtest")
@@ -114,43 +132,63 @@ def backtest_task(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig,
 
 
 @task(name="log-model", retries=1, cache_policy=NO_CACHE)
-def log_model_task(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig,
-                   run: tracking.RunRef) -> serving.LoggedModel:
+def log_model_task(
+    fitted: FittedModel, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
+) -> serving.LoggedModel:
     history = user_frame(series, cfg.data)
     first = (series.frame["unique_id"] == series.frame["unique_id"].iloc[0]).to_numpy()
     example = history[first].tail(cfg.window.input_size).reset_index(drop=True)
     prediction = forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, example)
-    return serving.log_pyfunc(run.client(), run.run_id, fitted.model, fitted.meta, example,
-                              prediction)
+    return serving.log_pyfunc(
+        run.client(), run.run_id, fitted.model, fitted.meta, example, prediction
+    )
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(cfg: PipelineConfig, logged: serving.LoggedModel, run: tracking.RunRef,
-                  bt: Backtest, served: FittedModel, series: SeriesData) -> str:
+def register_task(
+    cfg: PipelineConfig,
+    logged: serving.LoggedModel,
+    run: tracking.RunRef,
+    bt: Backtest,
+    served: FittedModel,
+    series: SeriesData,
+) -> str:
     import json
 
     tags = {f"test/{k}": f"{v:.6g}" for k, v in bt.mean["model"].items()}
-    tags.update({f"test/seasonal_naive/{k}": f"{v:.6g}" for k, v in bt.mean["seasonal_naive"].items()})
+    tags.update(
+        {f"test/seasonal_naive/{k}": f"{v:.6g}" for k, v in bt.mean["seasonal_naive"].items()}
+    )
     ends = served.meta["training_end"]
-    tags.update({
-        "seqlab.data_digest": series.digest,
-        "seqlab.dataset": cfg.dataset_name,
-        "seqlab.cell": cfg.model.cell,
-        "seqlab.served": cfg.registry.serve,
-        "seqlab.backtest_cutoffs": json.dumps(bt.cutoffs),
-        "seqlab.training_end": max(ends.values()),
-        "seqlab.training_end_by_series": json.dumps(ends)[:5000],
-    })
-    version = registry.register(run.client(), cfg.model_name, logged.artifact_location,
-                                run.run_id, tags, f"{cfg.model.cell} on {cfg.dataset_name}",
-                                logged.model_id)
+    tags.update(
+        {
+            "seqlab.data_digest": series.digest,
+            "seqlab.dataset": cfg.dataset_name,
+            "seqlab.cell": cfg.model.cell,
+            "seqlab.served": cfg.registry.serve,
+            "seqlab.backtest_cutoffs": json.dumps(bt.cutoffs),
+            "seqlab.training_end": max(ends.values()),
+            "seqlab.training_end_by_series": json.dumps(ends)[:5000],
+        }
+    )
+    version = registry.register(
+        run.client(),
+        cfg.model_name,
+        logged.artifact_location,
+        run.run_id,
+        tags,
+        f"{cfg.model.cell} on {cfg.dataset_name}",
+        logged.model_id,
+    )
     tracking.set_tags(run, {"seqlab.model_name": cfg.model_name, "seqlab.model_version": version})
+    serving.link_version(run.client(), logged.model_id, cfg.model_name, version)
     return version
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, bt: Backtest,
-                 series: SeriesData) -> promotion.Decision:
+def promote_task(
+    cfg: PipelineConfig, version: str, run: tracking.RunRef, bt: Backtest, series: SeriesData
+) -> promotion.Decision:
     client, name = run.client(), cfg.model_name
     champion_version = registry.alias_version(client, name, registry.CHAMPION)
     champion = None
@@ -160,8 +198,9 @@ def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, bt: Ba
             meta = model.unwrap_python_model().meta
             champion = promotion.score_champion(model, meta, champion_version, series, cfg, bt)
         except Exception as e:  # noqa: BLE001 - an unloadable champion is kept, with the reason
-            champion = promotion.ChampionScores(champion_version, promotion.NOT_COMPARED,
-                                                error=str(e).splitlines()[0][:300])
+            champion = promotion.ChampionScores(
+                champion_version, promotion.NOT_COMPARED, error=str(e).splitlines()[0][:300]
+            )
         if champion.backtest is None:
             get_run_logger().warning("champion v%s: %s", champion_version, champion.error)
     r = cfg.registry
@@ -169,20 +208,29 @@ def promote_task(cfg: PipelineConfig, version: str, run: tracking.RunRef, bt: Ba
     registry.record_decision(client, name, version, decision.tags(), run.run_id)
     tracking.log_dict(run, decision.figures(), "promotion/decision.json")
     if decision.promote:
-        registry.move_alias(client, name, registry.CHAMPION, version, decision.reason,
-                            "automatic", decision.figures())
+        registry.move_alias(
+            client,
+            name,
+            registry.CHAMPION,
+            version,
+            decision.reason,
+            "automatic",
+            decision.figures(),
+        )
     return decision
 
 
 @task(name="finish-run", cache_policy=NO_CACHE)
-def finish_run_task(run: tracking.RunRef, status: str, summary: RunSummary | None,
-                    cfg: PipelineConfig) -> None:
+def finish_run_task(
+    run: tracking.RunRef, status: str, summary: RunSummary | None, cfg: PipelineConfig
+) -> None:
     if summary is not None:
         if not cfg.tracking.run_name:  # the trained cell and its score, readable in the UI
             trained = with_overrides(cfg, {"model.cell": summary.cell})
             start = run.client().get_run(run.run_id).info.start_time / 1000
-            tracking.rename_run(run, tracking.run_name_for(trained, start,
-                                                           summary.metrics.get("test/mase")))
+            tracking.rename_run(
+                run, tracking.run_name_for(trained, start, summary.metrics.get("test/mase"))
+            )
         tracking.set_tags(run, {"mlflow.note.content": render_markdown(summary)})
     tracking.end_run(run, status)
 
@@ -213,8 +261,11 @@ def _show_seqlab_logs() -> None:
     logger.setLevel(logging.INFO)
     if not any(getattr(h, "_seqlab", False) for h in logger.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"
+            )
+        )
         handler._seqlab = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
@@ -227,8 +278,9 @@ def _scheduled_trigger() -> str | None:
 
 
 @flow(name="seqlab-training", log_prints=True)
-def training_pipeline(config: str | None = None, overrides: list[str] | None = None,
-                      trigger: str | None = None) -> RunSummary:
+def training_pipeline(
+    config: str | None = None, overrides: list[str] | None = None, trigger: str | None = None
+) -> RunSummary:
     """Tune, train, backtest, register and (maybe) promote a recurrent forecaster."""
     _show_seqlab_logs()
     logger = get_run_logger()
@@ -236,11 +288,17 @@ def training_pipeline(config: str | None = None, overrides: list[str] | None = N
     trigger = trigger or _scheduled_trigger()
     if trigger:
         cfg = with_overrides(cfg, {"tracking.trigger": trigger})
-    replaced = (replaced_by_tuning(parse_override_args(overrides or []), cfg.tune.search_space)
-                if cfg.tune.n_trials else [])
+    replaced = (
+        replaced_by_tuning(parse_override_args(overrides or []), cfg.tune.search_space)
+        if cfg.tune.n_trials
+        else []
+    )
     for key in replaced:
-        logger.warning("%s is in tune.search_space: tuning replaces the value you set; remove "
-                       "it from the search space (or set tune.n_trials=0) to keep it", key)
+        logger.warning(
+            "%s is in tune.search_space: tuning replaces the value you set; remove "
+            "it from the search space (or set tune.n_trials=0) to keep it",
+            key,
+        )
     series = validate_task(ingest_task(cfg), cfg)
     run = start_run_task(cfg, series, _prefect_tags())
     summary: RunSummary | None = None
@@ -248,21 +306,37 @@ def training_pipeline(config: str | None = None, overrides: list[str] | None = N
         tuning = tune_task(cfg, series, run)
         trained = with_overrides(cfg, tuning.best_params)
         record_config_task(run, trained, tuning)
-        epochs = (tuning.best_epoch + 1 if tuning.best_epoch is not None
-                  else learn_epochs_task(series, trained))
+        epochs = (
+            tuning.best_epoch + 1
+            if tuning.best_epoch is not None
+            else learn_epochs_task(series, trained)
+        )
         evaluated = refit_task(series, trained, epochs, cfg.test_size)
         bt = backtest_task(evaluated, series, trained, run)
         summary = RunSummary(
-            dataset=cfg.dataset_name, experiment=cfg.experiment_name, run_id=run.run_id,
-            tracking_uri=run.tracking_uri, model_name=cfg.model_name, metrics=bt.flat("test"),
-            backtest_windows=len(bt.windows), cutoffs=bt.cutoffs, cell=trained.model.cell,
-            trained_params=tuning.best_params, study=tuning.study,
-            trials_finished=tuning.finished_after, best_trial=tuning.best_trial,
-            warm_started_from=tuning.warm_started_from, replaced_by_tuning=replaced,
-            served=cfg.registry.serve)
+            dataset=cfg.dataset_name,
+            experiment=cfg.experiment_name,
+            run_id=run.run_id,
+            tracking_uri=run.tracking_uri,
+            model_name=cfg.model_name,
+            metrics=bt.flat("test"),
+            backtest_windows=len(bt.windows),
+            cutoffs=bt.cutoffs,
+            cell=trained.model.cell,
+            trained_params=tuning.best_params,
+            study=tuning.study,
+            trials_finished=tuning.finished_after,
+            best_trial=tuning.best_trial,
+            warm_started_from=tuning.warm_started_from,
+            replaced_by_tuning=replaced,
+            served=cfg.registry.serve,
+        )
         if cfg.registry.register_model:
-            served = (refit_task(series, trained, epochs, 0) if cfg.registry.serve == "refit"
-                      else evaluated)
+            served = (
+                refit_task(series, trained, epochs, 0)
+                if cfg.registry.serve == "refit"
+                else evaluated
+            )
             logged = log_model_task(served, series, trained, run)
             version = register_task(trained, logged, run, bt, served, series)
             summary.version, summary.alias = version, registry.CHALLENGER
@@ -270,16 +344,20 @@ def training_pipeline(config: str | None = None, overrides: list[str] | None = N
             if cfg.registry.promote:
                 decision = promote_task(trained, version, run, bt, series)
                 summary.promoted = decision.promote
-                summary.decision = ("promoted to champion: " if decision.promote
-                                    else "not promoted: ") + decision.reason
+                summary.decision = (
+                    "promoted to champion: " if decision.promote else "not promoted: "
+                ) + decision.reason
                 if decision.promote:
                     summary.alias = f"{registry.CHALLENGER}, {registry.CHAMPION}"
         finish_run_task(run, "FINISHED", summary, cfg)
     except BaseException:
         finish_run_task(run, "FAILED", None, cfg)
         raise
-    create_markdown_artifact(markdown=render_markdown(summary), key="seqlab-training-summary",
-                             description="metrics vs baselines, MLflow run, model version, alias")
+    create_markdown_artifact(
+        markdown=render_markdown(summary),
+        key="seqlab-training-summary",
+        description="metrics vs baselines, MLflow run, model version, alias",
+    )
     return summary
 
 

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = str(REPO / "conf" / "default.yaml")
 
 
-def sine_frame(n: int = 96, series: int = 1, freq: str = "D", seed: int = 0,
-               covariate: bool = False) -> pd.DataFrame:
+def sine_frame(
+    n: int = 96, series: int = 1, freq: str = "D", seed: int = 0, covariate: bool = False
+) -> pd.DataFrame:
     """A small seasonal series (period 7) with trend and noise, long format."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -70,23 +71,34 @@ def make_tiny_config(tmp: Path, **overrides: object):
     from seqlab.config import apply_overrides, build_config
 
     base = {
-        "data": {"source": str(write_sine_csv(Path(tmp) / "sine.csv")), "time_column": "ds",
-                 "target": "y", "freq": "D"},
+        "data": {
+            "source": str(write_sine_csv(Path(tmp) / "sine.csv")),
+            "time_column": "ds",
+            "target": "y",
+            "freq": "D",
+        },
         "window": {"input_size": 14, "horizon": 7},
         "model": {"cell": "gru", "hidden_size": 4},
         "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
-        "tune": {"n_trials": 3, "storage": f"sqlite:///{tmp}/optuna.db", "n_startup_trials": 2,
-                 "workers": 1, "search_space": SPACE},
+        "tune": {
+            "n_trials": 3,
+            "storage": f"sqlite:///{tmp}/optuna.db",
+            "n_startup_trials": 2,
+            "workers": 1,
+            "search_space": SPACE,
+        },
         "eval": {"backtest_windows": 2},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp}/mlflow.db",
-                     "artifact_location": str(Path(tmp) / "artifacts")},
+        "tracking": {
+            "tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+            "artifact_location": str(Path(tmp) / "artifacts"),
+        },
     }
     return build_config(apply_overrides(base, dict(overrides)))
 
 
 @pytest.fixture
 def tiny_config(tmp_path: Path):
-    """``tiny_config(**dotted_overrides)`` -> a validated tiny PipelineConfig (see make_tiny_config)."""
+    """``tiny_config(**dotted_overrides)`` -> a validated tiny PipelineConfig."""
 
     def make(**overrides: object):
         return make_tiny_config(tmp_path, **overrides)

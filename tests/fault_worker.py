@@ -1,6 +1,6 @@
 """A tuning worker with injected faults, for tests that need a real worker process:
 
-    python tests/fault_worker.py "*:stall=0.2" --study NAME --storage URL [worker options]
+python tests/fault_worker.py "*:stall=0.2" --study NAME --storage URL [worker options]
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from faults import fault_callbacks, parse  # noqa: E402
-
 from seqlab.tuning.worker import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Kinds: ``oom``, ``nan`` (a non-finite loss), ``error`` (a RuntimeError), ``stall
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -28,7 +28,9 @@ class InjectedFault(Callback):
         if self.kind == "stall":
             time.sleep(self.seconds)
         elif self.kind == "oom":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB (injected)"
+            )
         elif self.kind == "nan":
             raise NonFiniteLossError(f"loss became nan at epoch {epoch} (injected)")
         else:

@@ -4,9 +4,9 @@ import pytest
 
 from seqlab.config import (
     ConfigError,
-    build_config,
     PipelineConfig,
     apply_overrides,
+    build_config,
     flatten,
     load_config,
     parse_override_args,
@@ -43,13 +43,19 @@ def test_keras_classic_preset() -> None:
     assert (cfg.model.cell, cfg.model.hidden_size, cfg.model.num_layers) == ("lstm", 50, 1)
     assert cfg.window.horizon == 1
     assert (cfg.train.loss, cfg.train.optimizer, cfg.train.max_epochs, cfg.train.batch_size) == (
-        "mse", "adam", 100, 32)
+        "mse",
+        "adam",
+        100,
+        32,
+    )
     assert cfg.tune.n_trials == 0
 
 
 def test_dotted_overrides_are_typed() -> None:
-    cfg = load_config(REPO / "conf/default.yaml", ["model.cell=gru", "tune.n_trials=30",
-                                                   "train.patience=null", "train.lr=1e-2"])
+    cfg = load_config(
+        REPO / "conf/default.yaml",
+        ["model.cell=gru", "tune.n_trials=30", "train.patience=null", "train.lr=1e-2"],
+    )
     assert cfg.model.cell == "gru"
     assert cfg.tune.n_trials == 30
     assert cfg.train.patience is None
@@ -86,7 +92,9 @@ def test_missing_config_file() -> None:
 
 def test_bad_search_space_is_rejected() -> None:
     with pytest.raises(ConfigError, match="low"):
-        load_config(None, {"tune.search_space": {"train.lr": {"type": "float", "low": 1, "high": 0.1}}})
+        load_config(
+            None, {"tune.search_space": {"train.lr": {"type": "float", "low": 1, "high": 0.1}}}
+        )
 
 
 def test_with_overrides_returns_validated_copy() -> None:

@@ -50,8 +50,12 @@ def test_csv_and_parquet_sources(tmp_path: Path) -> None:
 
 def test_multi_series_and_covariates() -> None:
     df = sine_frame(series=3, covariate=True)
-    s = validate(df, DataConfig(source="x", time_column="ds", target="y", series_id="store",
-                                covariates=["temp"]))
+    s = validate(
+        df,
+        DataConfig(
+            source="x", time_column="ds", target="y", series_id="store", covariates=["temp"]
+        ),
+    )
     assert s.series_ids == ["s0", "s1", "s2"]
     assert s.covariates == ("temp",)
     assert list(s.frame.columns) == ["unique_id", "ds", "y", "temp"]
@@ -130,7 +134,9 @@ def test_gaps_error_by_default_and_fill_policies() -> None:
 
 def test_irregular_frequency() -> None:
     df = sine_frame()
-    df["ds"] = pd.to_datetime("2024-01-01") + pd.to_timedelta(np.cumsum(np.r_[0, np.random.default_rng(1).integers(1, 5, 95)]), unit="h")
+    df["ds"] = pd.to_datetime("2024-01-01") + pd.to_timedelta(
+        np.cumsum(np.r_[0, np.random.default_rng(1).integers(1, 5, 95)]), unit="h"
+    )
     msg = _bad(df, CFG.model_copy(update={"freq": "D"}))
     assert "off its D grid" in msg
 
@@ -144,7 +150,8 @@ def test_nan_target_error_or_interpolate() -> None:
     s = validate(df, CFG.model_copy(update={"nan_policy": "interpolate"}))
     assert np.isfinite(s.frame["y"]).all()
     assert s.frame["y"].iloc[30] == pytest.approx(
-        s.frame["y"].iloc[29] + (s.frame["y"].iloc[32] - s.frame["y"].iloc[29]) / 3)
+        s.frame["y"].iloc[29] + (s.frame["y"].iloc[32] - s.frame["y"].iloc[29]) / 3
+    )
 
 
 def test_too_short_series() -> None:
@@ -159,8 +166,10 @@ def test_infer_frequency_tolerates_gaps() -> None:
     assert infer_frequency(idx) == "MS"
 
 
-@pytest.mark.parametrize("freq, season", [("MS", 12), ("ME", 12), ("D", 7), ("h", 24), ("W-SUN", 52),
-                                          ("QS", 4), ("YS", 1), ("s", 1)])
+@pytest.mark.parametrize(
+    "freq, season",
+    [("MS", 12), ("ME", 12), ("D", 7), ("h", 24), ("W-SUN", 52), ("QS", 4), ("YS", 1), ("s", 1)],
+)
 def test_season_length(freq: str, season: int) -> None:
     assert season_length(freq) == season
 

@@ -63,8 +63,9 @@ def test_auto_packing_depends_on_model_size():
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_parameter_estimate_matches_the_model(cell, layers):
-    model = build_model(n_features=3, horizon=7, cell=cell, hidden_size=16, num_layers=layers,
-                        dropout=0.0)
+    model = build_model(
+        n_features=3, horizon=7, cell=cell, hidden_size=16, num_layers=layers, dropout=0.0
+    )
     assert recurrent_params(cell, 3, 16, layers, 7) == count_parameters(model)
 
 
@@ -77,9 +78,15 @@ def test_cpu_threads_are_split_between_workers():
 
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
-    expected = "cuda" if torch.cuda.is_available() else (
-        "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-        else "cpu")
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else (
+            "mps"
+            if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+            else "cpu"
+        )
+    )
     assert resolve_device("auto").type == expected
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):

@@ -28,7 +28,9 @@ def test_metric_values() -> None:
 def test_mase_scale_is_in_sample_seasonal_naive_mae() -> None:
     train = np.array([1.0, 2, 3, 1, 2, 4])
     assert mase_scale(train, 3) == pytest.approx(np.mean([0, 0, 1]))  # |1-1|,|2-2|,|4-3|
-    assert mase_scale(train, 10) == pytest.approx(np.mean(np.abs(np.diff(train))))  # falls back to lag 1
+    assert mase_scale(train, 10) == pytest.approx(
+        np.mean(np.abs(np.diff(train)))
+    )  # falls back to lag 1
     assert np.isnan(mase_scale(np.ones(5), 1))
     assert mase(np.array([2.0]), np.array([1.0]), 0.5) == pytest.approx(2.0)
 
@@ -40,14 +42,20 @@ def test_baselines() -> None:
     np.testing.assert_array_equal(seasonal_naive_forecast(hist[:2], 3, 4), [2, 2, 2])
 
 
-
 SEASON = np.array([1.0, 5, 3, 2])
 
 
 def seasonal_series(n_series: int = 1, periods: int = 8):
-    frames = [pd.DataFrame({"store": f"s{i}", "ds": pd.date_range("2024-01-01", periods=4 * periods,
-                                                                   freq="D"),
-                            "y": np.tile(SEASON, periods) * (i + 1)}) for i in range(n_series)]
+    frames = [
+        pd.DataFrame(
+            {
+                "store": f"s{i}",
+                "ds": pd.date_range("2024-01-01", periods=4 * periods, freq="D"),
+                "y": np.tile(SEASON, periods) * (i + 1),
+            }
+        )
+        for i in range(n_series)
+    ]
     cfg = DataConfig(source="x", time_column="ds", target="y", series_id="store")
     return validate(pd.concat(frames, ignore_index=True), cfg)
 
@@ -60,8 +68,15 @@ def truth_plus(offset: float, series):
         rows = []
         for sid, g in history.frame.groupby("unique_id", sort=False):
             ds = pd.date_range(g["ds"].iloc[-1] + pd.Timedelta(days=1), periods=3, freq="D")
-            rows.append(pd.DataFrame({"unique_id": sid, "ds": ds,
-                                      "forecast": full.loc[sid].reindex(ds).to_numpy() + offset}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "unique_id": sid,
+                        "ds": ds,
+                        "forecast": full.loc[sid].reindex(ds).to_numpy() + offset,
+                    }
+                )
+            )
         return pd.concat(rows, ignore_index=True)
 
     return forecast
@@ -69,7 +84,9 @@ def truth_plus(offset: float, series):
 
 def test_backtest_scores_model_and_baselines_on_the_same_cutoffs() -> None:
     series = seasonal_series(n_series=2)
-    bt = backtest(series, offsets=[9, 6, 3], horizon=3, season=4, forecaster=truth_plus(1.0, series))
+    bt = backtest(
+        series, offsets=[9, 6, 3], horizon=3, season=4, forecaster=truth_plus(1.0, series)
+    )
     assert bt.windows == [0, 1, 2]
     # Cutoffs are the last timestamps each forecast saw: 9, 6 and 3 points before the end.
     ends = series.frame.groupby("unique_id")["ds"].max().iloc[0]
@@ -103,8 +120,12 @@ def test_cross_validation_frame_shape_and_history_cut() -> None:
 def test_backtest_subset_and_mase_with_noise() -> None:
     rng = np.random.default_rng(0)
     n = 40
-    df = pd.DataFrame({"ds": pd.date_range("2024-01-01", periods=n, freq="D"),
-                       "y": 10 + np.tile(SEASON, n // 4) + rng.normal(0, 0.5, n)})
+    df = pd.DataFrame(
+        {
+            "ds": pd.date_range("2024-01-01", periods=n, freq="D"),
+            "y": 10 + np.tile(SEASON, n // 4) + rng.normal(0, 0.5, n),
+        }
+    )
     series = validate(df, DataConfig(source="x", time_column="ds", target="y"))
     bt = backtest(series, [9, 6, 3], 3, 4, truth_plus(0.5, series))
     sub = bt.subset([1, 2])

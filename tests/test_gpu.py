@@ -29,20 +29,30 @@ pytestmark = [
 
 
 def cfg(tmp_path, **train):
-    return build_config({
-        "data": {"source": "x", "time_column": "ds", "target": "y", "freq": "D"},
-        "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "lstm", "hidden_size": 16},
-        "train": {"max_epochs": 5, "patience": None, "device": "auto", **train},
-        "tune": {"n_trials": 4, "storage": f"sqlite:///{tmp_path}/optuna.db", "n_startup_trials": 2,
-                 "search_space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
-    })
+    return build_config(
+        {
+            "data": {"source": "x", "time_column": "ds", "target": "y", "freq": "D"},
+            "window": {"input_size": 14, "horizon": 7},
+            "model": {"cell": "lstm", "hidden_size": 16},
+            "train": {"max_epochs": 5, "patience": None, "device": "auto", **train},
+            "tune": {
+                "n_trials": 4,
+                "storage": f"sqlite:///{tmp_path}/optuna.db",
+                "n_startup_trials": 2,
+                "search_space": {
+                    "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}
+                },
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def series():
-    return validate(sine_frame(n=120), build_config({"data": {"source": "x", "time_column": "ds",
-                                                              "target": "y"}}).data)
+    return validate(
+        sine_frame(n=120),
+        build_config({"data": {"source": "x", "time_column": "ds", "target": "y"}}).data,
+    )
 
 
 def test_auto_device_is_cuda_and_everything_lives_there(tmp_path, series) -> None:
@@ -61,7 +71,9 @@ def test_bf16_trains_and_auto_precision_picks_by_size(tmp_path, series) -> None:
     _, hist = train_model(prepared, cfg(tmp_path, precision="bf16"))
     assert hist.precision == "bf16" and all(v == v for v in hist.train_loss)
     big = RecurrentForecaster(1, 7, "lstm", hidden_size=512, num_layers=2)
-    h = fit(big, prepared, TrainConfig(max_epochs=1, device="cuda", precision="auto", batch_size=256))
+    h = fit(
+        big, prepared, TrainConfig(max_epochs=1, device="cuda", precision="auto", batch_size=256)
+    )
     assert h.precision in ("fp32", "bf16")  # measured, not assumed
     assert all(math.isfinite(v) for v in h.train_loss)
     small = RecurrentForecaster(1, 7, "lstm", hidden_size=16)
@@ -77,30 +89,56 @@ def test_packing_gives_several_slots_per_gpu() -> None:
 
 
 def test_packed_workers_finish_exactly_n_trials_with_gpu_memory_logged(tmp_path, series) -> None:
-    c = build_config({**cfg(tmp_path).model_dump(mode="json"),
-                      "tune": {**cfg(tmp_path).tune.model_dump(mode="json"), "workers": 4,
-                               "trials_per_gpu": 4, "n_trials": 8}})
+    c = build_config(
+        {
+            **cfg(tmp_path).model_dump(mode="json"),
+            "tune": {
+                **cfg(tmp_path).tune.model_dump(mode="json"),
+                "workers": 4,
+                "trials_per_gpu": 4,
+                "n_trials": 8,
+            },
+        }
+    )
     path = tmp_path / "sine.csv"
     sine_frame(n=120).to_csv(path, index=False)
-    c = build_config({**c.model_dump(mode="json"), "data": {**c.data.model_dump(mode="json"),
-                                                            "source": str(path)}})
+    c = build_config(
+        {
+            **c.model_dump(mode="json"),
+            "data": {**c.data.model_dump(mode="json"), "source": str(path)},
+        }
+    )
     from seqlab.pipeline import ingest, validate_data
 
     s = validate_data(ingest(c), c)
     summary = tune_study(c, s)
     study = optuna.load_study(study_name=summary.study, storage=c.tune.storage)
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t
+        for t in study.trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(finished) == 8 and summary.finished_after == 8
-    assert all(t.user_attrs.get("gpu_mem_peak_mb", 0) > 0
-               for t in finished if t.state == optuna.trial.TrialState.COMPLETE)
+    assert all(
+        t.user_attrs.get("gpu_mem_peak_mb", 0) > 0
+        for t in finished
+        if t.state == optuna.trial.TrialState.COMPLETE
+    )
 
 
 def test_real_cuda_oom_fails_the_trial_with_its_reason(tmp_path, series) -> None:
-    c = build_config({**cfg(tmp_path).model_dump(mode="json"),
-                      "model": {"cell": "lstm", "hidden_size": 4096, "num_layers": 4},
-                      "tune": {**cfg(tmp_path).tune.model_dump(mode="json"), "n_trials": 1,
-                               "workers": 1, "max_fail_streak": 1}})
+    c = build_config(
+        {
+            **cfg(tmp_path).model_dump(mode="json"),
+            "model": {"cell": "lstm", "hidden_size": 4096, "num_layers": 4},
+            "tune": {
+                **cfg(tmp_path).tune.model_dump(mode="json"),
+                "n_trials": 1,
+                "workers": 1,
+                "max_fail_streak": 1,
+            },
+        }
+    )
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(0.002)  # a few hundred MB: the model cannot fit
     try:

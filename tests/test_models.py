@@ -4,9 +4,13 @@ import torch
 from seqlab.models import RecurrentForecaster, count_parameters
 
 
-@pytest.mark.parametrize("cell, rnn_cls", [("rnn", torch.nn.RNN), ("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)])
+@pytest.mark.parametrize(
+    "cell, rnn_cls", [("rnn", torch.nn.RNN), ("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)]
+)
 def test_cells_and_output_shape(cell: str, rnn_cls: type) -> None:
-    m = RecurrentForecaster(n_features=3, horizon=7, cell=cell, hidden_size=16, num_layers=2, dropout=0.1)
+    m = RecurrentForecaster(
+        n_features=3, horizon=7, cell=cell, hidden_size=16, num_layers=2, dropout=0.1
+    )
     assert isinstance(m.rnn, rnn_cls)
     out = m(torch.randn(5, 11, 3))
     assert out.shape == (5, 7)
@@ -20,7 +24,9 @@ def test_rnn_is_the_elman_cell() -> None:
     h = torch.zeros(2, 4)
     r = m.rnn
     for t in range(5):
-        h = torch.tanh(x[:, t] @ r.weight_ih_l0.T + r.bias_ih_l0 + h @ r.weight_hh_l0.T + r.bias_hh_l0)
+        h = torch.tanh(
+            x[:, t] @ r.weight_ih_l0.T + r.bias_ih_l0 + h @ r.weight_hh_l0.T + r.bias_hh_l0
+        )
     torch.testing.assert_close(m(x), m.head(h))
 
 

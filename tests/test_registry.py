@@ -11,8 +11,12 @@ def test_alias_move_serialises() -> None:
 
 
 def test_lineage_walks_back_instead_of_flipping() -> None:
-    moves = [move(1, None, "1"), move(2, "1", "2"), move(3, "2", "3"),
-             move(4, None, "4", alias="challenger")]
+    moves = [
+        move(1, None, "1"),
+        move(2, "1", "2"),
+        move(3, "2", "3"),
+        move(4, None, "4", alias="challenger"),
+    ]
     assert champion_lineage(moves) == ["1", "2", "3"]
     moves.append(move(5, "3", "2", "rollback"))
     assert champion_lineage(moves) == ["1", "2"]  # next rollback goes to v1, not back to v3
@@ -21,6 +25,10 @@ def test_lineage_walks_back_instead_of_flipping() -> None:
 
 
 def test_lineage_after_manual_promotion() -> None:
-    moves = [move(1, None, "1"), move(2, "1", "3", "manual"), move(3, "3", "1", "rollback"),
-             move(4, "1", "5")]
+    moves = [
+        move(1, None, "1"),
+        move(2, "1", "3", "manual"),
+        move(3, "3", "1", "rollback"),
+        move(4, "1", "5"),
+    ]
     assert champion_lineage(moves) == ["1", "5"]

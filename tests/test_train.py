@@ -5,17 +5,26 @@ import pytest
 import torch
 
 from conftest import sine_frame
-from seqlab.config import DataConfig, PipelineConfig, TrainConfig, with_overrides
+from seqlab.config import PipelineConfig, TrainConfig, with_overrides
 from seqlab.data import validate
+from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import backtest_model, prepare_data, refit, train_model
 from seqlab.train import Callback, DeviceData, NonFiniteLossError, fit, predict
-from seqlab.models import RecurrentForecaster
 
 
 def tiny_cfg(**over: object) -> PipelineConfig:
-    base = {"data.source": "x", "data.time_column": "ds", "data.target": "y",
-            "window.input_size": 14, "window.horizon": 7, "model.hidden_size": 16,
-            "train.max_epochs": 30, "train.patience": None, "train.lr": 0.01, "train.device": "cpu"}
+    base = {
+        "data.source": "x",
+        "data.time_column": "ds",
+        "data.target": "y",
+        "window.input_size": 14,
+        "window.horizon": 7,
+        "model.hidden_size": 16,
+        "train.max_epochs": 30,
+        "train.patience": None,
+        "train.lr": 0.01,
+        "train.device": "cpu",
+    }
     base.update(over)
     return with_overrides(PipelineConfig(), base)
 
@@ -100,8 +109,14 @@ def test_non_finite_loss_raises_with_reason(prepared) -> None:
 
 @pytest.mark.parametrize("opt, loss", [("adamw", "huber"), ("adam", "mae")])
 def test_optimizers_and_losses(prepared, opt: str, loss: str) -> None:
-    cfg = tiny_cfg(**{"train.optimizer": opt, "train.loss": loss, "train.max_epochs": 5,
-                      "train.weight_decay": 0.01})
+    cfg = tiny_cfg(
+        **{
+            "train.optimizer": opt,
+            "train.loss": loss,
+            "train.max_epochs": 5,
+            "train.weight_decay": 0.01,
+        }
+    )
     _, hist = train_model(prepared, cfg)
     assert all(math.isfinite(v) for v in hist.train_loss)
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import sine_frame
-from seqlab import tune, workers
-from seqlab.config import ParamSpec, build_config
-from seqlab.data import validate
+from conftest import make_tiny_config
+from faults import fault_callbacks, parse
+from seqlab.config import ParamSpec
 from seqlab.devices import recurrent_params
-from seqlab.tune import HEARTBEAT_ATTR, OWNER_ATTR, Objective, SurplusTrial, make_storage, make_study
-from seqlab.workers import TuningError, run_trials
+from seqlab.pipeline import ingest, validate_data
+from seqlab.tuning import space, storage
+from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
+from seqlab.tuning.objective import Objective, SurplusTrial
+from seqlab.tuning.runner import DEFAULT_MAX_FAIL_STREAK, TuningError, run_trials
 
 # ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -25,25 +28,25 @@ SPACE = {
 }
 
 
-def tiny_config(tmp_path, storage: str | None = None, **tune_overrides):
-    return build_config({
-        "data": {"source": "x", "time_column": "ds", "target": "y", "freq": "D"},
-        "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "gru", "hidden_size": 4},
-        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
-        "tune": {"n_trials": 3, "storage": storage or f"sqlite:///{tmp_path}/optuna.db",
-                 "n_startup_trials": 2, "workers": 1, "search_space": SPACE, **tune_overrides},
-    })
+@pytest.fixture
+def cfg_for(tiny_config):
+    """The shared tiny config, searching cell and learning rate (this file's space)."""
+
+    def make(**overrides):
+        return tiny_config(**{"tune.search_space": SPACE, **overrides})
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def series():
-    return validate(sine_frame(n=90), tiny_config("/unused").data, source="x")
+def series(tmp_path_factory):
+    cfg = make_tiny_config(tmp_path_factory.mktemp("data"))
+    return validate_data(ingest(cfg), cfg)
 
 
-@pytest.fixture(autouse=True)
-def no_faults(monkeypatch):
-    monkeypatch.delenv(tune.FAULTS_ENV, raising=False)
+def open_new(cfg, series):
+    """This config and data's study, as the pipeline opens it (a fresh storage object each time)."""
+    return storage.open_study(cfg, storage.make_storage(cfg.tune.storage), series.digest).study
 
 
 def states(study):
@@ -54,7 +57,7 @@ def states(study):
 
 
 def test_suggest_gives_each_type():
-    space = {
+    spec = {
         "model.cell": ParamSpec(type="categorical", choices=["rnn", "gru"]),
         "model.num_layers": ParamSpec(type="int", low=1, high=4, step=1),
         "model.hidden_size": ParamSpec(type="int", low=8, high=64, log=True),
@@ -63,7 +66,7 @@ def test_suggest_gives_each_type():
     }
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
-        p = tune.suggest(study.ask(), space)
+        p = space.suggest(study.ask(), spec)
         assert p["model.cell"] in ("rnn", "gru")
         assert isinstance(p["model.num_layers"], int) and 1 <= p["model.num_layers"] <= 4
         assert isinstance(p["model.hidden_size"], int) and 8 <= p["model.hidden_size"] <= 64
@@ -71,35 +74,55 @@ def test_suggest_gives_each_type():
         assert round(p["model.dropout"] * 10, 6) == round(p["model.dropout"] * 10)
 
 
-def test_largest_model_params_reads_the_space(tmp_path):
-    cfg = tiny_config(tmp_path, search_space={
-        "model.hidden_size": {"type": "categorical", "choices": [4, 512]},
-        "model.num_layers": {"type": "int", "low": 1, "high": 2}})
-    assert tune.largest_model_params(cfg) == recurrent_params("gru", 1, 512, 2, 7)
+def test_largest_model_params_reads_the_space(cfg_for):
+    cfg = cfg_for(
+        **{
+            "tune.search_space": {
+                "model.hidden_size": {"type": "categorical", "choices": [4, 512]},
+                "model.num_layers": {"type": "int", "low": 1, "high": 2},
+            }
+        }
+    )
+    assert space.largest_model_params(cfg) == recurrent_params("gru", 1, 512, 2, 7)
 
 
 # ---------------------------------------------------------------- quota and resume
 
 
-def test_quota_is_exact_and_a_resume_adds_only_the_missing_trials(tmp_path, series):
-    cfg = tiny_config(tmp_path)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_quota_is_exact_and_a_resume_adds_only_the_missing_trials(cfg_for, series):
+    cfg = cfg_for()
+    study = open_new(cfg, series)
     assert run_trials(study, Objective(cfg, series, 3)) == 3
     first = {t.number: t.value for t in study.get_trials()}
     assert states(study) == [TrialState.COMPLETE] * 3
 
-    # The next run, a new process in real life: the same name in a fresh storage object.
-    again = make_study(cfg, make_storage(cfg.tune.storage))
+    # The next run, a new process in real life: the same study in a fresh storage object.
+    again = open_new(cfg, series)
+    assert again.study_name == study.study_name
     assert run_trials(again, Objective(cfg, series, 3)) == 0
     assert run_trials(again, Objective(cfg, series, 5)) == 2
     trials = again.get_trials()
-    assert len(trials) == 5 and tune.finished_count(again) == 5
+    assert len(trials) == 5 and storage.finished_count(again) == 5
     assert {t.number: t.value for t in trials[:3]} == first  # earlier trials kept as they were
 
 
-def test_surplus_trial_fails_and_is_not_counted(tmp_path, series):
-    cfg = tiny_config(tmp_path, n_trials=1)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_a_trial_scores_validation_mase_and_records_its_best_epoch(cfg_for, series):
+    # Report every epoch (no warm-up): the reported values are the per-epoch val/mase.
+    cfg = cfg_for(**{"tune.n_trials": 1, "tune.n_warmup_steps": 0, "tune.prune_interval": 1})
+    study = open_new(cfg, series)
+    assert run_trials(study, Objective(cfg, series, 1)) == 1
+    [trial] = study.trials
+    reported = trial.intermediate_values
+    assert sorted(reported) == [0, 1, 2]  # max_epochs=3
+    assert trial.user_attrs["monitor"] == "val/mase" and trial.user_attrs["epochs"] == 3
+    best = trial.user_attrs["best_epoch"]
+    assert trial.value == min(reported.values()) == reported[best]
+    assert math.isfinite(trial.value) and trial.value > 0
+
+
+def test_surplus_trial_fails_and_is_not_counted(cfg_for, series):
+    cfg = cfg_for(**{"tune.n_trials": 1})
+    study = open_new(cfg, series)
     holder = study.ask()  # another worker's trial, still running
     objective = Objective(cfg, series, 1)
     late = study.ask()
@@ -110,12 +133,12 @@ def test_surplus_trial_fails_and_is_not_counted(tmp_path, series):
     study.tell(holder, state=TrialState.FAIL)
     study.tell(late, state=TrialState.FAIL)
     assert run_trials(study, objective) == 1
-    assert tune.finished_count(study) == 1
+    assert storage.finished_count(study) == 1
 
 
-def test_a_worker_waits_for_running_trials_and_replaces_those_that_fail(tmp_path, series):
-    cfg = tiny_config(tmp_path, n_trials=1)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_a_worker_waits_for_running_trials_and_replaces_those_that_fail(cfg_for, series):
+    cfg = cfg_for(**{"tune.n_trials": 1})
+    study = open_new(cfg, series)
     holder = study.ask()
     started = time.monotonic()
     assert run_trials(study, Objective(cfg, series, 1), timeout=0.5, poll=0.1) == 0
@@ -128,65 +151,74 @@ def test_a_worker_waits_for_running_trials_and_replaces_those_that_fail(tmp_path
 # ---------------------------------------------------------------- failing trials
 
 
-def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(tmp_path, series,
-                                                                     monkeypatch):
-    monkeypatch.setenv(tune.FAULTS_ENV, "1:nan")
-    cfg = tiny_config(tmp_path)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
-    assert run_trials(study, Objective(cfg, series, 3)) == 3
+def test_nan_loss_fails_the_trial_with_a_reason_and_the_study_goes_on(cfg_for, series):
+    cfg = cfg_for()
+    study = open_new(cfg, series)
+    objective = Objective(cfg, series, 3, extra_callbacks=fault_callbacks({1: "nan"}))
+    assert run_trials(study, objective) == 3
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
-                                         TrialState.COMPLETE]
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
     assert trials[1].user_attrs["fail_reason"].startswith("NonFiniteLossError: loss became nan")
 
 
-def test_a_real_divergence_fails_with_reason_and_a_streak_stops_with_clear_error(tmp_path,
-                                                                                 series):
-    cfg = tiny_config(tmp_path, search_space={})
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": 1e30})})
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_a_real_divergence_fails_with_reason_and_a_streak_stops_with_clear_error(cfg_for, series):
+    cfg = cfg_for(**{"tune.search_space": {}, "train.lr": 1e30})
+    study = open_new(cfg, series)
     with pytest.raises(TuningError, match="2 trials in a row failed .*NonFiniteLossError"):
         run_trials(study, Objective(cfg, series, 3), max_fail_streak=2)
     assert states(study) == [TrialState.FAIL, TrialState.FAIL]
     assert "loss became" in study.trials[0].user_attrs["fail_reason"]
 
 
-def test_bad_search_space_value_stops_instead_of_looping(tmp_path, series):
-    cfg = tiny_config(tmp_path, search_space={
-        "model.hidden_size": {"type": "int", "low": 0, "high": 0}})
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_bad_search_space_value_stops_instead_of_looping(cfg_for, series):
+    cfg = cfg_for(
+        **{"tune.search_space": {"model.hidden_size": {"type": "int", "low": 0, "high": 0}}}
+    )
+    study = open_new(cfg, series)
     with pytest.raises(TuningError, match="5 trials in a row.*hidden_size"):
         run_trials(study, Objective(cfg, series, 3))
-    assert len(study.trials) == workers.DEFAULT_MAX_FAIL_STREAK
+    assert len(study.trials) == DEFAULT_MAX_FAIL_STREAK == 5
     assert "ConfigError" in study.trials[0].user_attrs["fail_reason"]
 
 
-def test_oom_fails_the_trial_and_a_sharing_worker_leaves(tmp_path, series, monkeypatch):
-    monkeypatch.setenv(tune.FAULTS_ENV, "0:oom")
-    cfg = tiny_config(tmp_path)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
-    assert run_trials(study, Objective(cfg, series, 3), keep_on_oom=False) == 0
+def test_oom_fails_the_trial_and_a_sharing_worker_leaves(cfg_for, series):
+    cfg = cfg_for()
+    study = open_new(cfg, series)
+    faults = fault_callbacks({0: "oom"})
+    assert (
+        run_trials(study, Objective(cfg, series, 3, extra_callbacks=faults), keep_on_oom=False) == 0
+    )
     [trial] = study.trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["oom"] is True
     assert "out of memory" in trial.user_attrs["fail_reason"]
     # The worker that keeps its GPU goes on and fills the study.
-    assert run_trials(study, Objective(cfg, series, 3), keep_on_oom=True) == 3
+    assert (
+        run_trials(study, Objective(cfg, series, 3, extra_callbacks=faults), keep_on_oom=True) == 3
+    )
 
 
-def test_injected_faults_spec():
-    assert tune.injected_faults("") == {}
-    assert tune.injected_faults("2:oom, *:stall=0.1") == {2: ("oom", 0.5), "*": ("stall", 0.1)}
-    for bad in ("x:oom", "1:boom", "1"):
-        with pytest.raises(ValueError, match=tune.FAULTS_ENV):
-            tune.injected_faults(bad)
+def test_fault_specs_of_worker_command_lines():
+    assert parse("") == {}
+    assert parse("2:oom, *:stall=0.1") == {2: "oom", "*": "stall=0.1"}
+    factory = fault_callbacks(parse("2:oom,*:stall=0.1"))
+    [oom] = factory(type("T", (), {"number": 2})())
+    [stall] = factory(type("T", (), {"number": 0})())
+    assert (oom.kind, stall.kind, stall.seconds) == ("oom", "stall", 0.1)
+    with pytest.raises(ValueError, match="unknown fault"):
+        fault_callbacks({0: "boom"})(type("T", (), {"number": 0})())
 
 
 # ---------------------------------------------------------------- trial liveness
 
 
-def test_journal_objective_writes_heartbeats(tmp_path, series):
-    cfg = tiny_config(tmp_path, storage=f"{tmp_path}/study.log", n_trials=1)
-    study = make_study(cfg, make_storage(cfg.tune.storage))
+def test_journal_objective_writes_heartbeats(cfg_for, series, tmp_path):
+    cfg = cfg_for(**{"tune.storage": f"{tmp_path}/study.log", "tune.n_trials": 1})
+    study = open_new(cfg, series)
     assert run_trials(study, Objective(cfg, series, 1)) == 1
     [trial] = study.trials
     assert HEARTBEAT_ATTR in trial.system_attrs and OWNER_ATTR in trial.system_attrs

@@ -32,8 +32,10 @@ def test_sliding_windows_values_and_shapes() -> None:
     np.testing.assert_array_equal(y[-1], [8, 9])
 
 
-@pytest.mark.parametrize("n, L, H, stride, expected", [(5, 3, 2, 1, 1), (4, 3, 2, 1, 0), (10, 3, 2, 2, 3),
-                                                        (10, 1, 1, 1, 9), (0, 2, 1, 1, 0)])
+@pytest.mark.parametrize(
+    "n, L, H, stride, expected",
+    [(5, 3, 2, 1, 1), (4, 3, 2, 1, 0), (10, 3, 2, 2, 3), (10, 1, 1, 1, 9), (0, 2, 1, 1, 0)],
+)
 def test_window_counts_edge_cases(n: int, L: int, H: int, stride: int, expected: int) -> None:
     x, y = sliding_windows(np.zeros((n, 2)), L, H, stride)
     assert x.shape == (expected, L, 2) and y.shape == (expected, H)
@@ -73,11 +75,19 @@ def test_backtest_offsets_and_min_length() -> None:
 
 
 @pytest.mark.parametrize("n_series", [1, 3])
-@pytest.mark.parametrize("L, H, stride, val, test", [
-    (10, 5, 1, 5, 5), (24, 12, 1, 12, 36), (7, 3, 2, 9, 6), (12, 6, 3, 6, 18), (5, 1, 1, 1, 1),
-])
-def test_no_target_point_is_both_fitted_and_validated(n_series: int, L: int, H: int, stride: int,
-                                                      val: int, test: int) -> None:
+@pytest.mark.parametrize(
+    "L, H, stride, val, test",
+    [
+        (10, 5, 1, 5, 5),
+        (24, 12, 1, 12, 36),
+        (7, 3, 2, 9, 6),
+        (12, 6, 3, 6, 18),
+        (5, 1, 1, 1, 1),
+    ],
+)
+def test_no_target_point_is_both_fitted_and_validated(
+    n_series: int, L: int, H: int, stride: int, val: int, test: int
+) -> None:
     """Targets of training windows end before the validation part; validation targets lie
     wholly inside it, never in training or in the test part."""
     n = min_length(L, H, val, test) + 7
@@ -143,7 +153,9 @@ def test_validation_mase_decodes_to_data_units() -> None:
     raw = s.frame["y"].to_numpy()
     assert p.mase_scale[0] == pytest.approx(seasonal_mae(raw[:50], 7))
     # Off by one unit everywhere: MASE is 1 / the series' scale.
-    enc = (np.log(p.val_target + 1) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.val_ref[:, None]
+    enc = (np.log(p.val_target + 1) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.val_ref[
+        :, None
+    ]
     assert p.val_mase(enc) == pytest.approx(1 / p.mase_scale[0], rel=1e-6)
 
 

@@ -8,130 +8,164 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import sine_frame
-from seqlab import tune, workers
-from seqlab.config import build_config
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
-from seqlab.tune import HEARTBEAT_ATTR, OWNER_ATTR
+from seqlab.tuning import TuningResult, liveness, storage, tune_study, worker
+from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
+from seqlab.tuning.pool import worker_command
 
-ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "DO_NOT_TRACK": "true"}
+FAULT_WORKER = str(Path(__file__).resolve().parent / "fault_worker.py")
+ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+}
+
+# ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
 
-def write_sine_csv(path: Path, n: int = 90) -> Path:
-    sine_frame(n=n).to_csv(path, index=False)
-    return path
+@pytest.fixture
+def cfg_for(tiny_config):
+    """The shared tiny config with two trials and a short heartbeat."""
 
+    def make(**overrides):
+        return tiny_config(**{"tune.n_trials": 2, "tune.heartbeat_interval": 2, **overrides})
 
-def tiny_config(tmp_path, **tune_overrides):
-    return build_config({
-        "data": {"source": str(write_sine_csv(tmp_path / "sine.csv")), "time_column": "ds",
-                 "target": "y", "freq": "D"},
-        "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "gru", "hidden_size": 4},
-        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
-        "tune": {"n_trials": 2, "storage": f"sqlite:///{tmp_path}/optuna.db", "n_startup_trials": 2,
-                 "workers": 1, "heartbeat_interval": 2, **tune_overrides,
-                 "search_space": tune_overrides.get("search_space", {
-                     "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}})},
-    })
+    return make
 
 
 def series_for(cfg):
     return validate_data(ingest(cfg), cfg)
 
 
-# ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
-
-
 @pytest.fixture(autouse=True)
-def quiet_and_no_faults(monkeypatch):
-    monkeypatch.delenv(tune.FAULTS_ENV, raising=False)
-    monkeypatch.setattr(workers, "_interrupt_on_sigterm", lambda: None)  # keep pytest's handler
+def keep_pytests_sigterm_handler(monkeypatch):
+    monkeypatch.setattr(worker, "interrupt_on_sigterm", lambda: None)
 
 
 def published_study(cfg, series, digest=None):
-    study = tune.make_study(cfg, tune.make_storage(cfg.tune.storage))
-    tune.publish(study, cfg, digest or series.digest, None)
+    """The study of this config and data, published as the pipeline does."""
+    digest = digest or series.digest
+    study = storage.open_study(cfg, storage.make_storage(cfg.tune.storage), digest).study
+    storage.publish(study, cfg, digest, None)
     return study
 
 
 # ---------------------------------------------------------------- the pipeline side
 
 
-def test_tune_study_tops_up_then_reports_already_complete(tmp_path):
-    cfg = tiny_config(tmp_path)
+def test_tune_study_tops_up_then_reports_already_complete(cfg_for):
+    cfg = cfg_for()
     series = series_for(cfg)
-    first = workers.tune_study(cfg, series)
-    assert first["mode"] == "in-process" and first["finished_after"] == 2
-    assert first["running_trials"] == [] and set(first["best_params"]) == {"train.lr"}
-    second = workers.tune_study(cfg, series)
-    assert second["mode"] == "already complete" and second["finished_before"] == 2
-    assert second["best_params"] == first["best_params"]
+    first = tune_study(cfg, series)
+    assert isinstance(first, TuningResult) and first.tuned
+    assert first.study == storage.study_name_for(cfg, series.digest)
+    assert first.mode == "in-process" and first.finished_after == 2 and first.created
+    assert first.running_trials == [] and set(first.best_params) == {"train.lr"}
+    assert first.best_epoch is not None and 0 <= first.best_epoch < cfg.train.max_epochs
+    second = tune_study(cfg, series)
+    assert second.mode == "already complete" and second.finished_before == 2
+    assert not second.created and second.study == first.study
+    assert second.best_params == first.best_params and second.best_value == first.best_value
 
 
-def test_no_trials_touches_no_storage(tmp_path):
-    cfg = tiny_config(tmp_path, n_trials=0)
-    out = workers.tune_study(cfg, series_for(cfg))
-    assert out["best_params"] == {} and out["running_trials"] == []
+def test_no_trials_touches_no_storage(cfg_for, tmp_path):
+    cfg = cfg_for(**{"tune.n_trials": 0})
+    out = tune_study(cfg, series_for(cfg))
+    assert out.mode == "no tuning" and not out.tuned
+    assert out.best_params == {} and out.running_trials == []
     assert not (tmp_path / "optuna.db").exists()
 
 
-def test_waiting_for_external_workers_times_out_with_instructions(tmp_path):
-    cfg = tiny_config(tmp_path, workers=0, wait_timeout=0.5)
-    with pytest.raises(TimeoutError, match="seqlab tune-worker --study"):
-        workers.tune_study(cfg, series_for(cfg))
+def test_waiting_for_external_workers_times_out_with_instructions(cfg_for):
+    cfg = cfg_for(**{"tune.workers": 0, "tune.wait_timeout": 0.5})
+    series = series_for(cfg)
+    name = storage.study_name_for(cfg, series.digest)
+    with pytest.raises(TimeoutError, match=f"seqlab tune-worker --study {name} "):
+        tune_study(cfg, series)
 
 
 def test_worker_commands_pass_packing_and_heartbeat():
-    keep = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(0, 0, True), None, 5)
-    leave = workers.worker_command("s", "sqlite:///x.db", WorkerSlot(1, 0, keep_on_oom=False), 60)
-    assert keep[1:3] == ["-m", "seqlab.workers"] and "--leave-on-oom" not in keep
+    keep = worker_command("s", "sqlite:///x.db", WorkerSlot(0, 0, True), None, 5)
+    leave = worker_command("s", "sqlite:///x.db", WorkerSlot(1, 0, keep_on_oom=False), 60)
+    assert keep[1:3] == ["-m", "seqlab.tuning.worker"] and "--leave-on-oom" not in keep
     assert keep[keep.index("--heartbeat-interval") + 1] == "5"
     assert "--leave-on-oom" in leave and leave[leave.index("--timeout") + 1] == "60"
 
 
 def test_each_worker_gets_its_own_sampler_seed(monkeypatch):
     monkeypatch.setenv("SEQLAB_WORKER_RANK", "3")
-    assert workers.worker_seed_offset() == 4
+    assert worker.worker_seed_offset() == 4
     monkeypatch.delenv("SEQLAB_WORKER_RANK")
-    assert workers.worker_seed_offset() > 0  # never the pipeline's own (offset 0)
+    # Without a rank (an external worker): derived from host and pid, stable per process, other
+    # pids get other offsets, and never the pipeline's own (offset 0).
+    offsets = {}
+    for pid in (101, 102, 103, 101):
+        monkeypatch.setattr(worker.os, "getpid", lambda pid=pid: pid)
+        offsets.setdefault(pid, set()).add(worker.worker_seed_offset())
+    assert all(len(v) == 1 for v in offsets.values())
+    assert len({v for s in offsets.values() for v in s}) == 3
+    host = worker.socket.gethostname()
+    assert offsets[101] == {1 + zlib.crc32(f"{host}:101".encode()) % 1_000_003}
+    monkeypatch.setenv("SEQLAB_WORKER_RANK", "not-a-rank")  # ignored, not a crash
+    assert worker.worker_seed_offset() in offsets[101]  # the last pid set
 
 
 # ---------------------------------------------------------------- the worker command line
 
 
-def test_worker_joins_a_published_study_and_fills_it(tmp_path):
-    cfg = tiny_config(tmp_path, n_trials=2)
-    published_study(cfg, series_for(cfg))
-    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 0
-    study = optuna.load_study(study_name=cfg.study_name, storage=cfg.tune.storage)
-    assert tune.finished_count(study) == 2
+def test_worker_joins_a_published_study_by_its_base_name_and_fills_it(cfg_for):
+    cfg = cfg_for()
+    study = published_study(cfg, series_for(cfg))
+    assert study.study_name != cfg.study_name  # <base>-<fingerprint>
+    assert worker.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 0
+    assert storage.finished_count(study) == 2
 
 
-def test_worker_exit_codes_for_user_errors(tmp_path, capsys):
-    cfg = tiny_config(tmp_path)
+def test_worker_joins_the_newest_study_of_a_family(cfg_for):
+    old_cfg = cfg_for(**{"tune.n_trials": 1})
+    series = series_for(old_cfg)
+    old = published_study(old_cfg, series)
+    cfg = cfg_for(
+        **{
+            "tune.n_trials": 1,
+            "tune.search_space": {"train.lr": {"type": "float", "low": 2e-3, "high": 5e-3}},
+        }
+    )
+    new = published_study(cfg, series)
+    assert new.study_name != old.study_name
+    st = storage.make_storage(cfg.tune.storage)
+    assert storage.resolve_study_name(st, cfg.study_name) == new.study_name
+    assert storage.resolve_study_name(st, old.study_name) == old.study_name  # full names stay
+    assert worker.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 0
+    assert (storage.finished_count(old), storage.finished_count(new)) == (0, 1)
+
+
+def test_worker_exit_codes_for_user_errors(cfg_for, capsys):
+    cfg = cfg_for()
     series = series_for(cfg)
-    assert workers.main(["--study", "nope", "--storage", cfg.tune.storage]) == 2
+    assert worker.main(["--study", "nope", "--storage", cfg.tune.storage]) == worker.EXIT_USER_ERROR
     assert "not found" in capsys.readouterr().err
     published_study(cfg, series, digest="0" * 64)
-    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 2
+    assert worker.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 2
     assert "differs from the study's" in capsys.readouterr().err
 
 
-def test_worker_stops_on_a_fail_streak_with_exit_code_3(tmp_path, capsys):
-    cfg = tiny_config(tmp_path, search_space={
-        "model.hidden_size": {"type": "int", "low": 0, "high": 0}})
+def test_worker_stops_on_a_fail_streak_with_exit_code_3(cfg_for, capsys):
+    cfg = cfg_for(
+        **{"tune.search_space": {"model.hidden_size": {"type": "int", "low": 0, "high": 0}}}
+    )
     published_study(cfg, series_for(cfg))
-    assert workers.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 3
+    assert worker.main(["--study", cfg.study_name, "--storage", cfg.tune.storage]) == 3
+    assert worker.EXIT_TUNING_ERROR == 3
     assert "trials in a row failed" in capsys.readouterr().err
 
 
@@ -145,14 +179,17 @@ def _dead_pid() -> int:
 
 
 def test_trial_of_a_dead_local_worker_is_failed_with_reason(tmp_path):
-    storage = tune.make_storage(f"{tmp_path}/study.log")  # journal: no heartbeat of its own
-    study = optuna.create_study(study_name="s", storage=storage)
+    st = storage.make_storage(f"{tmp_path}/study.log")  # journal: no heartbeat of its own
+    study = optuna.create_study(study_name="s", storage=st)
     dead, alive, remote = study.ask(), study.ask(), study.ask()
-    study._storage.set_trial_system_attr(dead._trial_id, OWNER_ATTR, tune.owner_record(_dead_pid()))
-    study._storage.set_trial_system_attr(alive._trial_id, OWNER_ATTR, tune.owner_record())
-    study._storage.set_trial_system_attr(remote._trial_id, OWNER_ATTR,
-                                         {"host": "elsewhere", "pid": 1})
-    assert workers.fail_orphaned_trials(study) == [dead.number]
+    study._storage.set_trial_system_attr(
+        dead._trial_id, OWNER_ATTR, liveness.owner_record(_dead_pid())
+    )
+    study._storage.set_trial_system_attr(alive._trial_id, OWNER_ATTR, liveness.owner_record())
+    study._storage.set_trial_system_attr(
+        remote._trial_id, OWNER_ATTR, {"host": "elsewhere", "pid": 1}
+    )
+    assert liveness.fail_orphaned_trials(study) == [dead.number]
     failed = study.trials[dead.number]
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["fail_reason"].startswith("worker process died")
@@ -160,53 +197,67 @@ def test_trial_of_a_dead_local_worker_is_failed_with_reason(tmp_path):
 
 
 def test_pid_reuse_is_not_mistaken_for_the_worker():
-    owner = tune.owner_record()
-    assert workers.owner_alive(owner) is True
-    assert workers.owner_alive({**owner, "start": "1"}) is False  # same pid, another process
-    assert workers.owner_alive({**owner, "host": "elsewhere"}) is None
+    owner = liveness.owner_record()
+    assert liveness.owner_alive(owner) is True
+    assert liveness.owner_alive({**owner, "start": "1"}) is False  # same pid, another process
+    assert liveness.owner_alive({**owner, "host": "elsewhere"}) is None
 
 
 def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path):
-    study = optuna.create_study(study_name="s", storage=tune.make_storage(f"{tmp_path}/study.log"))
-    silent, beating, young = study.ask(), study.ask(), study.ask()
+    study = optuna.create_study(
+        study_name="s", storage=storage.make_storage(f"{tmp_path}/study.log")
+    )
+    silent, beating, _young = study.ask(), study.ask(), study.ask()
     old = time.time() - 3600
     study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
     study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
-    assert workers.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
+    assert liveness.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
     assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
     assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
 
 
 def test_journal_trial_that_never_beat_counts_from_its_start(tmp_path, monkeypatch):
-    monkeypatch.setattr(workers, "JOURNAL_CLOCK_SKEW_S", 0)
-    study = optuna.create_study(study_name="s", storage=tune.make_storage(f"{tmp_path}/study.log"))
+    monkeypatch.setattr(liveness, "JOURNAL_CLOCK_SKEW_S", 0)
+    study = optuna.create_study(
+        study_name="s", storage=storage.make_storage(f"{tmp_path}/study.log")
+    )
     trial = study.ask()  # its worker died before the first heartbeat
-    assert workers.fail_stale_trials(study, heartbeat_interval=1) == []
+    assert liveness.fail_stale_trials(study, heartbeat_interval=1) == []
     time.sleep(2.2)
-    assert workers.fail_stale_trials(study, heartbeat_interval=1) == [trial.number]
+    assert liveness.fail_stale_trials(study, heartbeat_interval=1) == [trial.number]
 
 
 def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):
-    storage = tune.make_storage(f"sqlite:///{tmp_path}/hb.db", heartbeat_interval=1)
-    study = optuna.create_study(study_name="s", storage=storage)
+    st = storage.make_storage(f"sqlite:///{tmp_path}/hb.db", heartbeat_interval=1)
+    study = optuna.create_study(study_name="s", storage=st)
     trial = study.ask()
     study._storage.record_heartbeat(trial._trial_id)
     time.sleep(3.2)  # grace is 2 s; SQLite's clock has one-second resolution
-    assert workers.fail_stale_trials(study) == [trial.number]
+    assert liveness.fail_stale_trials(study) == [trial.number]
     assert "no heartbeat for over 2s" in study.trials[0].user_attrs["fail_reason"]
 
 
 # ---------------------------------------------------------------- a real worker process
 
 
-def test_sigterm_fails_the_running_trial_and_exits_cleanly(tmp_path):
-    cfg = tiny_config(tmp_path, n_trials=3)
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_epochs": 50})})
+def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
+    cfg = cfg_for(**{"tune.n_trials": 3, "train.max_epochs": 50})
     study = published_study(cfg, series_for(cfg))
-    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=0.2", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "seqlab.workers", "--study", cfg.study_name,
-                             "--storage", cfg.tune.storage], env=env, stderr=subprocess.PIPE,
-                            text=True)
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            FAULT_WORKER,
+            "*:stall=0.2",
+            "--study",
+            cfg.study_name,
+            "--storage",
+            cfg.tune.storage,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -214,23 +265,26 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(tmp_path):
             assert time.monotonic() < deadline, "the worker never started a trial"
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == workers.EXIT_INTERRUPTED
+        assert proc.wait(30) == worker.EXIT_INTERRUPTED
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.stderr.close()
     [trial] = study.get_trials()
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"].startswith("interrupted")
 
 
-def test_cli_tune_worker_joins_the_study(tmp_path):
+def test_cli_tune_worker_joins_the_study(cfg_for):
     from typer.testing import CliRunner
 
-    from seqlab.cli import app
+    from flows.cli import app
 
-    cfg = tiny_config(tmp_path, n_trials=1)
-    published_study(cfg, series_for(cfg))
-    result = CliRunner().invoke(app, ["tune-worker", "--study", cfg.study_name,
-                                      "--storage", cfg.tune.storage])
+    cfg = cfg_for(**{"tune.n_trials": 1})
+    study = published_study(cfg, series_for(cfg))
+    result = CliRunner().invoke(
+        app, ["tune-worker", "--study", study.study_name, "--storage", cfg.tune.storage]
+    )
     assert result.exit_code == 0, result.output
-    assert f"finished 1 trial(s) of study {cfg.study_name}" in result.output
+    assert f"finished 1 trial(s) of study {study.study_name}" in result.output
+    assert storage.finished_count(study) == 1

@@ -93,7 +93,7 @@ class ParamSpec(_Section):
     step: float | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ParamSpec":
+    def _check(self) -> ParamSpec:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
@@ -161,8 +161,9 @@ class TrackingConfig(_Section):
 
 
 class RegistryConfig(_Section):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, populate_by_name=True, serialize_by_alias=True
+    )
     model_name: str | None = None
     """Registered model name; defaults to ``seqlab-<dataset>``."""
     register_model: bool = Field(True, alias="register")

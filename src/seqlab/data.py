@@ -73,11 +73,15 @@ def read_table(path: Path) -> pd.DataFrame:
         elif suffix in (".csv", ".txt", ".gz"):
             df = pd.read_csv(path)
         else:
-            raise DataError(f"unsupported data file type {suffix!r} for {path}: use .csv or .parquet")
+            raise DataError(
+                f"unsupported data file type {suffix!r} for {path}: use .csv or .parquet"
+            )
     except DataError:
         raise
     except pd.errors.EmptyDataError:
-        raise DataError(f"data file {path} is empty: it needs a header and at least one row") from None
+        raise DataError(
+            f"data file {path} is empty: it needs a header and at least one row"
+        ) from None
     except Exception as e:  # parser errors, corrupt parquet...
         raise DataError(f"cannot read data file {path}: {str(e).splitlines()[0]}") from None
     if df.empty:
@@ -165,6 +169,11 @@ def infer_frequency(ds: pd.DatetimeIndex) -> str | None:
     return votes.most_common(1)[0][0] if votes else None
 
 
+def _when(ts: pd.Timestamp) -> object:
+    """A date when the timestamp is midnight, else the timestamp."""
+    return ts.date() if ts.time().isoformat() == "00:00:00" else ts
+
+
 def _regularise(
     g: pd.DataFrame, sid: str, freq: str, cfg: DataConfig, value_cols: list[str]
 ) -> pd.DataFrame:
@@ -182,7 +191,7 @@ def _regularise(
     if cfg.fill == "error":
         raise DataError(
             f"series {sid!r} has {len(missing)} missing timestamp(s) at frequency {freq} "
-            f"(first {missing[0].date() if missing[0].time().isoformat() == '00:00:00' else missing[0]}); "
+            f"(first {_when(missing[0])}); "
             "set data.fill to ffill, interpolate or zero to fill gaps"
         )
     full = g.set_index("ds").reindex(grid)
@@ -275,7 +284,9 @@ def validate(
     try:
         pd.tseries.frequencies.to_offset(freq)
     except ValueError:
-        raise DataError(f"data.freq {freq!r} is not a pandas frequency alias (e.g. MS, D, h)") from None
+        raise DataError(
+            f"data.freq {freq!r} is not a pandas frequency alias (e.g. MS, D, h)"
+        ) from None
 
     value_cols = ["y", *covs]
     parts = [

@@ -49,8 +49,9 @@ class WorkerSlot:
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-def recurrent_params(cell: str, n_features: int, hidden_size: int, num_layers: int,
-                     horizon: int) -> int:
+def recurrent_params(
+    cell: str, n_features: int, hidden_size: int, num_layers: int, horizon: int
+) -> int:
     """Parameter count of a ``RecurrentForecaster`` without building it (for slot planning)."""
     gates = _GATES[cell]
     total = 0
@@ -99,5 +100,7 @@ def plan_slots(
 
 def cpu_threads_per_worker(n_workers: int) -> int:
     """Split the host's cores between CPU workers so they do not fight over them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     return max(1, cores // max(1, n_workers))

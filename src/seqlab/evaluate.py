@@ -8,9 +8,9 @@ baselines are computed on the very same cutoffs. Means are over series, then ove
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,9 @@ def rmse(y: np.ndarray, f: np.ndarray) -> float:
 def smape(y: np.ndarray, f: np.ndarray) -> float:
     """Symmetric MAPE in percent (0..200); a 0/0 term counts as 0."""
     denom = np.abs(y) + np.abs(f)
-    ratio = np.divide(2 * np.abs(y - f), denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
+    ratio = np.divide(
+        2 * np.abs(y - f), denom, out=np.zeros_like(denom, dtype=float), where=denom > 0
+    )
     return float(100 * np.mean(ratio))
 
 
@@ -64,8 +66,14 @@ Forecaster = Callable[[SeriesData], pd.DataFrame]
 BASELINES = ("naive", "seasonal_naive")
 
 
-def cross_validation(series: SeriesData, offsets: list[int], horizon: int, season: int,
-                     forecaster: Forecaster, labels: list[int] | None = None) -> pd.DataFrame:
+def cross_validation(
+    series: SeriesData,
+    offsets: list[int],
+    horizon: int,
+    season: int,
+    forecaster: Forecaster,
+    labels: list[int] | None = None,
+) -> pd.DataFrame:
     """Forecast at each cutoff (``offsets``: points before each series' end, oldest first;
     ``labels``: the window number of each, default 0, 1, ...).
 
@@ -81,16 +89,28 @@ def cross_validation(series: SeriesData, offsets: list[int], horizon: int, seaso
         for sid, g in series.frame.groupby("unique_id", sort=False):
             past = g["y"].to_numpy("float64")[: len(g) - offset]
             future = g.iloc[len(g) - offset : len(g) - offset + horizon]
-            model = fc.reindex(pd.MultiIndex.from_arrays(
-                [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]))
-            parts.append(pd.DataFrame({
-                "unique_id": sid, "window": window, "cutoff": g["ds"].iloc[len(past) - 1],
-                "ds": future["ds"].to_numpy(), "y": future["y"].to_numpy("float64"),
-                "model": model.to_numpy("float64"),
-                "naive": naive_forecast(past, horizon)[: len(future)],
-                "seasonal_naive": seasonal_naive_forecast(past, horizon, season)[: len(future)],
-                "mase_scale": mase_scale(past, season),
-            }))
+            model = fc.reindex(
+                pd.MultiIndex.from_arrays(
+                    [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]
+                )
+            )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "unique_id": sid,
+                        "window": window,
+                        "cutoff": g["ds"].iloc[len(past) - 1],
+                        "ds": future["ds"].to_numpy(),
+                        "y": future["y"].to_numpy("float64"),
+                        "model": model.to_numpy("float64"),
+                        "naive": naive_forecast(past, horizon)[: len(future)],
+                        "seasonal_naive": seasonal_naive_forecast(past, horizon, season)[
+                            : len(future)
+                        ],
+                        "mase_scale": mase_scale(past, season),
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -130,7 +150,7 @@ class Backtest:
     def beats(self, baseline: str = "seasonal_naive", metric: str = "mase") -> bool:
         return bool(self.mean["model"][metric] < self.mean[baseline][metric])
 
-    def subset(self, windows: list[int]) -> "Backtest":
+    def subset(self, windows: list[int]) -> Backtest:
         return score_backtest(self.frame[self.frame["window"].isin(windows)], self.season)
 
 
@@ -143,8 +163,15 @@ def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
             # A missing or non-finite forecast is infinitely wrong: it must never average away.
             rows.append({**row, **{m: float("inf") for m in METRICS}})
             continue
-        rows.append({**row, "mae": mae(y, f), "rmse": rmse(y, f), "smape": smape(y, f),
-                     "mase": mae(y, f) / g["mase_scale"].iloc[0]})
+        rows.append(
+            {
+                **row,
+                "mae": mae(y, f),
+                "rmse": rmse(y, f),
+                "smape": smape(y, f),
+                "mase": mae(y, f) / g["mase_scale"].iloc[0],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -153,28 +180,49 @@ def score_backtest(frame: pd.DataFrame, season: int) -> Backtest:
     per_window, per_series, mean = [], [], {}
     for method in methods:
         sw = _series_window_scores(frame, method)
-        pw = sw.groupby("window", sort=True).agg(
-            cutoff=("cutoff", "first"), **{m: (m, "mean") for m in METRICS}).reset_index()
+        pw = (
+            sw.groupby("window", sort=True)
+            .agg(cutoff=("cutoff", "first"), **{m: (m, "mean") for m in METRICS})
+            .reset_index()
+        )
         pw.insert(2, "method", method)
         per_window.append(pw)
         ps = sw.groupby("unique_id", sort=False)[list(METRICS)].mean().reset_index()
         ps.insert(1, "method", method)
         per_series.append(ps)
-        mean[method] = {m: float(np.nanmean(pw[m])) if pw[m].notna().any() else float("nan")
-                        for m in METRICS}
-    return Backtest(frame.reset_index(drop=True), pd.concat(per_window, ignore_index=True),
-                    pd.concat(per_series, ignore_index=True), mean, season)
+        mean[method] = {
+            m: float(np.nanmean(pw[m])) if pw[m].notna().any() else float("nan") for m in METRICS
+        }
+    return Backtest(
+        frame.reset_index(drop=True),
+        pd.concat(per_window, ignore_index=True),
+        pd.concat(per_series, ignore_index=True),
+        mean,
+        season,
+    )
 
 
-def backtest(series: SeriesData, offsets: list[int], horizon: int, season: int,
-             forecaster: Forecaster, labels: list[int] | None = None) -> Backtest:
+def backtest(
+    series: SeriesData,
+    offsets: list[int],
+    horizon: int,
+    season: int,
+    forecaster: Forecaster,
+    labels: list[int] | None = None,
+) -> Backtest:
     """Cross-validate ``forecaster`` and the baselines on the same cutoffs and score them."""
     frame = cross_validation(series, offsets, horizon, season, forecaster, labels)
     return score_backtest(frame, season)
 
 
-def plot_backtest(series: SeriesData, bt: Backtest, path: str | Path, title: str = "",
-                  max_series: int = 4, context: int | None = None) -> Path:
+def plot_backtest(
+    series: SeriesData,
+    bt: Backtest,
+    path: str | Path,
+    title: str = "",
+    max_series: int = 4,
+    context: int | None = None,
+) -> Path:
     """Actuals, model and seasonal-naive forecasts of every window on a dated x-axis, zoomed on
     the backtest (plus ``context`` points of history before it, default two windows' worth)."""
     import matplotlib
@@ -194,10 +242,17 @@ def plot_backtest(series: SeriesData, bt: Backtest, path: str | Path, title: str
         ax.plot(shown["ds"], shown["y"], color="black", lw=1.6, label="actual")
         for w, part in fc.groupby("window", sort=True):
             label = w == fc["window"].min()
-            ax.plot(part["ds"], part["model"], color="tab:blue", lw=2,
-                    label="model" if label else None)
-            ax.plot(part["ds"], part["seasonal_naive"], color="tab:orange", lw=1, ls="--",
-                    label="seasonal naive" if label else None)
+            ax.plot(
+                part["ds"], part["model"], color="tab:blue", lw=2, label="model" if label else None
+            )
+            ax.plot(
+                part["ds"],
+                part["seasonal_naive"],
+                color="tab:orange",
+                lw=1,
+                ls="--",
+                label="seasonal naive" if label else None,
+            )
             ax.axvline(part["cutoff"].iloc[0], color="0.6", lw=0.8, ls=":")
         ax.set_title(f"{title} {sid}: {fc['window'].nunique()} backtest windows".strip())
         ax.legend(loc="upper left", fontsize=8)

@@ -28,8 +28,14 @@ def training_end(series: SeriesData, holdout: int) -> dict[str, str]:
     return out
 
 
-def model_meta(model: RecurrentForecaster, scaler: Scaler, cfg: PipelineConfig,
-               series: SeriesData, trained_until: dict[str, str], epochs: int) -> dict[str, Any]:
+def model_meta(
+    model: RecurrentForecaster,
+    scaler: Scaler,
+    cfg: PipelineConfig,
+    series: SeriesData,
+    trained_until: dict[str, str],
+    epochs: int,
+) -> dict[str, Any]:
     """Everything needed to forecast with (and to retrain) a model, as JSON-able data."""
     return {
         "format": META_FORMAT,
@@ -55,16 +61,22 @@ def model_meta(model: RecurrentForecaster, scaler: Scaler, cfg: PipelineConfig,
 def data_config(meta: dict) -> DataConfig:
     """The model's own view of its input columns and data policies."""
     return DataConfig(
-        source="<history>", time_column=meta["time_column"], target=meta["target"],
-        series_id=meta["series_id"], covariates=meta["covariates"], freq=meta["freq"],
-        fill=meta.get("fill", "error"), nan_policy=meta.get("nan_policy", "error"),
+        source="<history>",
+        time_column=meta["time_column"],
+        target=meta["target"],
+        series_id=meta["series_id"],
+        covariates=meta["covariates"],
+        freq=meta["freq"],
+        fill=meta.get("fill", "error"),
+        nan_policy=meta.get("nan_policy", "error"),
     )
 
 
 def user_frame(series: SeriesData, data_cfg: DataConfig) -> pd.DataFrame:
     """The canonical frame back in the user's column names (what the served model takes)."""
-    out = pd.DataFrame({data_cfg.time_column: series.frame["ds"],
-                        data_cfg.target: series.frame["y"]})
+    out = pd.DataFrame(
+        {data_cfg.time_column: series.frame["ds"], data_cfg.target: series.frame["y"]}
+    )
     if data_cfg.series_id:
         out.insert(0, data_cfg.series_id, series.frame["unique_id"])
     for c in series.covariates:
@@ -82,8 +94,9 @@ def truncate(series: SeriesData, offset: int) -> SeriesData:
     return SeriesData(kept, series.freq, series.covariates, series.digest, series.source)
 
 
-def forecast_series(model: RecurrentForecaster, scaler: Scaler, meta: dict,
-                    series: SeriesData) -> pd.DataFrame:
+def forecast_series(
+    model: RecurrentForecaster, scaler: Scaler, meta: dict, series: SeriesData
+) -> pd.DataFrame:
     """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``."""
     import torch
 
@@ -99,29 +112,41 @@ def forecast_series(model: RecurrentForecaster, scaler: Scaler, meta: dict,
                 "forecast only series the model was trained on"
             ) from None
         if len(g) < L:
-            raise DataError(f"series {sid!r} has {len(g)} points of history; the model reads the "
-                            f"last {L} (its input_size): provide at least {L}")
+            raise DataError(
+                f"series {sid!r} has {len(g)} points of history; the model reads the "
+                f"last {L} (its input_size): provide at least {L}"
+            )
         vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)[-L:]
         vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
         xs.append(scaler.transform(vals, idx))
         idxs.append(idx)
         sids.append(str(sid))
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
-    x, _, ref = normalise_windows(np.stack(xs).astype(np.float32), None,
-                                  meta.get("local_norm", "none"))
+    x, _, ref = normalise_windows(
+        np.stack(xs).astype(np.float32), None, meta.get("local_norm", "none")
+    )
     model.eval()
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()
-    values = decode_forecasts(scaled, ref.astype("float64"), scaler, np.array(idxs),
-                              meta.get("transform", "none"))
-    rows = [pd.DataFrame({"unique_id": sid, "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
-                          "forecast": values[k]})
-            for k, (sid, start) in enumerate(zip(sids, starts))]
+    values = decode_forecasts(
+        scaled, ref.astype("float64"), scaler, np.array(idxs), meta.get("transform", "none")
+    )
+    rows = [
+        pd.DataFrame(
+            {
+                "unique_id": sid,
+                "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
+                "forecast": values[k],
+            }
+        )
+        for k, (sid, start) in enumerate(zip(sids, starts))
+    ]
     return pd.concat(rows, ignore_index=True)
 
 
-def forecast_history(model: RecurrentForecaster, scaler: Scaler, meta: dict,
-                     history: pd.DataFrame) -> pd.DataFrame:
+def forecast_history(
+    model: RecurrentForecaster, scaler: Scaler, meta: dict, history: pd.DataFrame
+) -> pd.DataFrame:
     """Check a history frame in the user's columns against the model, then forecast it."""
     if not isinstance(history, pd.DataFrame):
         raise DataError("forecast input must be a DataFrame in long format")

@@ -58,8 +58,9 @@ class RecurrentForecaster(nn.Module):
         return self.head(last)  # (batch, horizon)
 
 
-def build_model(n_features: int, horizon: int, cell: str, hidden_size: int, num_layers: int,
-                dropout: float) -> RecurrentForecaster:
+def build_model(
+    n_features: int, horizon: int, cell: str, hidden_size: int, num_layers: int, dropout: float
+) -> RecurrentForecaster:
     return RecurrentForecaster(n_features, horizon, cell, hidden_size, num_layers, dropout)  # type: ignore[arg-type]
 
 

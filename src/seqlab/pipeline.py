@@ -11,8 +11,8 @@ The evaluation protocol, in the order the flow runs it:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pandas as pd
 
@@ -43,11 +43,22 @@ def season_for(cfg: PipelineConfig, freq: str) -> int:
     return cfg.eval.season_length or season_length(freq)
 
 
-def prepare_fit(series: SeriesData, cfg: PipelineConfig, holdout: int, val_size: int = 0
-                ) -> PreparedData:
+def prepare_fit(
+    series: SeriesData, cfg: PipelineConfig, holdout: int, val_size: int = 0
+) -> PreparedData:
     w = cfg.window
-    return prepare(series, w.input_size, w.horizon, holdout, val_size, w.stride, w.scaler,
-                   w.transform, w.local_norm, season_for(cfg, series.freq))
+    return prepare(
+        series,
+        w.input_size,
+        w.horizon,
+        holdout,
+        val_size,
+        w.stride,
+        w.scaler,
+        w.transform,
+        w.local_norm,
+        season_for(cfg, series.freq),
+    )
 
 
 def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
@@ -57,8 +68,9 @@ def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
 
 def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentForecaster:
     m = cfg.model
-    return build_model(prepared.n_features, prepared.horizon, m.cell, m.hidden_size,
-                       m.num_layers, m.dropout)
+    return build_model(
+        prepared.n_features, prepared.horizon, m.cell, m.hidden_size, m.num_layers, m.dropout
+    )
 
 
 def train_model(
@@ -109,5 +121,10 @@ def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:
 
 def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig) -> Backtest:
     """Rolling-origin backtest of a model trained before the first cutoff, and the baselines."""
-    return backtest(series, backtest_offsets_for(cfg), cfg.window.horizon,
-                    season_for(cfg, series.freq), fitted.forecast)
+    return backtest(
+        series,
+        backtest_offsets_for(cfg),
+        cfg.window.horizon,
+        season_for(cfg, series.freq),
+        fitted.forecast,
+    )

@@ -75,9 +75,14 @@ class Decision:
             "seqlab.promotion.champion": fmt(self.champion),
             "seqlab.promotion.champion_version": self.champion_version or "",
             "seqlab.promotion.comparison": self.comparison,
-            "seqlab.promotion.scores": json.dumps({
-                "windows": self.windows, "cutoffs": self.cutoffs,
-                "challenger": self.challenger_scores, "champion": self.champion_scores})[:5000],
+            "seqlab.promotion.scores": json.dumps(
+                {
+                    "windows": self.windows,
+                    "cutoffs": self.cutoffs,
+                    "challenger": self.challenger_scores,
+                    "champion": self.champion_scores,
+                }
+            )[:5000],
         }
 
 
@@ -85,46 +90,88 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def decide(challenger: Backtest, metric: str, margin: float = 0.0,
-           require_beat_baseline: bool = True, champion: ChampionScores | None = None
-           ) -> Decision:
+def decide(
+    challenger: Backtest,
+    metric: str,
+    margin: float = 0.0,
+    require_beat_baseline: bool = True,
+    champion: ChampionScores | None = None,
+) -> Decision:
     """Whether to promote the challenger; pure, so every branch is testable without a registry."""
     score = challenger.mean["model"][metric]
     baseline = challenger.mean["seasonal_naive"][metric]
-    base = dict(metric=metric, challenger=score, baseline=baseline, windows=challenger.windows,
-                cutoffs=challenger.cutoffs, challenger_scores=challenger.scores("model", metric))
+    base = dict(
+        metric=metric,
+        challenger=score,
+        baseline=baseline,
+        windows=challenger.windows,
+        cutoffs=challenger.cutoffs,
+        challenger_scores=challenger.scores("model", metric),
+    )
     if not math.isfinite(score):
         return Decision(False, f"challenger {metric} is not finite ({score})", **base)
     if require_beat_baseline and not score < baseline:
-        return Decision(False, f"does not beat seasonal naive: mean backtest {metric} "
-                        f"{score:.4f} vs {baseline:.4f} on the same {len(challenger.windows)} "
-                        "windows; registered, not promoted", **base)
+        return Decision(
+            False,
+            f"does not beat seasonal naive: mean backtest {metric} "
+            f"{score:.4f} vs {baseline:.4f} on the same {len(challenger.windows)} "
+            "windows; registered, not promoted",
+            **base,
+        )
     if champion is None:
-        return Decision(True, f"no champion yet; {metric} {score:.4f} beats seasonal naive "
-                        f"{baseline:.4f}", **base)
+        return Decision(
+            True,
+            f"no champion yet; {metric} {score:.4f} beats seasonal naive {baseline:.4f}",
+            **base,
+        )
     if champion.backtest is None:
-        return Decision(False, f"champion v{champion.version} could not be scored on these "
-                        f"windows ({champion.error}); kept it, promote manually if intended",
-                        champion_version=champion.version, comparison=NOT_COMPARED, **base)
+        return Decision(
+            False,
+            f"champion v{champion.version} could not be scored on these "
+            f"windows ({champion.error}); kept it, promote manually if intended",
+            champion_version=champion.version,
+            comparison=NOT_COMPARED,
+            **base,
+        )
     windows = champion.backtest.windows
     mine = challenger.subset(windows)
     ours, theirs = mine.scores("model", metric), champion.backtest.scores("model", metric)
     ours_mean, theirs_mean = _mean(ours), _mean(theirs)
-    fields = dict(metric=metric, baseline=baseline, champion=theirs_mean,
-                  champion_version=champion.version, comparison=champion.comparison,
-                  windows=windows, cutoffs=mine.cutoffs, challenger_scores=ours,
-                  champion_scores=theirs, challenger=ours_mean)
+    fields = dict(
+        metric=metric,
+        baseline=baseline,
+        champion=theirs_mean,
+        champion_version=champion.version,
+        comparison=champion.comparison,
+        windows=windows,
+        cutoffs=mine.cutoffs,
+        challenger_scores=ours,
+        champion_scores=theirs,
+        challenger=ours_mean,
+    )
     where = f"on {len(windows)} window(s), {champion.comparison}"
     if not (math.isfinite(ours_mean) and math.isfinite(theirs_mean)):
-        return Decision(False, f"a score is not finite (challenger {ours_mean}, champion "
-                        f"{theirs_mean}) {where}; kept the champion", **fields)
+        return Decision(
+            False,
+            f"a score is not finite (challenger {ours_mean}, champion "
+            f"{theirs_mean}) {where}; kept the champion",
+            **fields,
+        )
     if ours_mean < theirs_mean * (1 - margin):
-        return Decision(True, f"challenger {metric} {ours_mean:.4f} < champion v{champion.version} "
-                        f"{theirs_mean:.4f}" + (f" x (1 - {margin})" if margin else "")
-                        + f" {where}", **fields)
-    return Decision(False, f"challenger {metric} {ours_mean:.4f} does not beat champion "
-                    f"v{champion.version} {theirs_mean:.4f}" + (f" by margin {margin}" if margin
-                                                                else "") + f" {where}", **fields)
+        return Decision(
+            True,
+            f"challenger {metric} {ours_mean:.4f} < champion v{champion.version} "
+            f"{theirs_mean:.4f}" + (f" x (1 - {margin})" if margin else "") + f" {where}",
+            **fields,
+        )
+    return Decision(
+        False,
+        f"challenger {metric} {ours_mean:.4f} does not beat champion "
+        f"v{champion.version} {theirs_mean:.4f}"
+        + (f" by margin {margin}" if margin else "")
+        + f" {where}",
+        **fields,
+    )
 
 
 def unseen_windows(bt: Backtest, trained_until: dict[str, str]) -> list[int]:
@@ -143,21 +190,35 @@ def unseen_windows(bt: Backtest, trained_until: dict[str, str]) -> list[int]:
 def champion_recipe(meta: dict, cfg: PipelineConfig) -> PipelineConfig:
     """The champion's configuration, on the challenger's data and evaluation windows."""
     recipe = build_config(meta["config"])
-    return with_overrides(recipe, {"data": cfg.data.model_dump(mode="json"),
-                                   "eval": cfg.eval.model_dump(mode="json"),
-                                   "window.val_size": cfg.window.val_size})
+    return with_overrides(
+        recipe,
+        {
+            "data": cfg.data.model_dump(mode="json"),
+            "eval": cfg.eval.model_dump(mode="json"),
+            "window.val_size": cfg.window.val_size,
+        },
+    )
 
 
-def score_champion(forecaster: Any, meta: dict, version: str, series: SeriesData,
-                   cfg: PipelineConfig, challenger: Backtest) -> ChampionScores:
+def score_champion(
+    forecaster: Any,
+    meta: dict,
+    version: str,
+    series: SeriesData,
+    cfg: PipelineConfig,
+    challenger: Backtest,
+) -> ChampionScores:
     """Score a champion (a loaded pyfunc and its metadata) against the challenger's backtest."""
     from seqlab.inference import data_config, user_frame
     from seqlab.pipeline import backtest_offsets_for, learn_epochs, refit, season_for
 
     horizon = cfg.window.horizon
     if int(meta.get("horizon", -1)) != horizon:
-        return ChampionScores(version, NOT_COMPARED, error=f"it forecasts {meta.get('horizon')} "
-                              f"steps, the challenger {horizon}")
+        return ChampionScores(
+            version,
+            NOT_COMPARED,
+            error=f"it forecasts {meta.get('horizon')} steps, the challenger {horizon}",
+        )
     offsets = backtest_offsets_for(cfg)
     season = season_for(cfg, series.freq)
     unseen = unseen_windows(challenger, meta.get("training_end") or {})
@@ -168,8 +229,9 @@ def score_champion(forecaster: Any, meta: dict, version: str, series: SeriesData
             def predict(history: SeriesData) -> pd.DataFrame:
                 return forecaster.predict(user_frame(history, dcfg))
 
-            bt = backtest(series, [offsets[k] for k in unseen], horizon, season, predict,
-                          labels=unseen)
+            bt = backtest(
+                series, [offsets[k] for k in unseen], horizon, season, predict, labels=unseen
+            )
             return ChampionScores(version, UNSEEN, bt)
         recipe = champion_recipe(meta, cfg)
         epochs = int(meta.get("epochs") or learn_epochs(series, recipe))

@@ -25,8 +25,15 @@ class RegistryError(RuntimeError):
     """A registry operation cannot be done as asked; the message says why."""
 
 
-def register(client: MlflowClient, name: str, source: str, run_id: str,
-             tags: dict[str, Any], description: str = "", model_id: str | None = None) -> str:
+def register(
+    client: MlflowClient,
+    name: str,
+    source: str,
+    run_id: str,
+    tags: dict[str, Any],
+    description: str = "",
+    model_id: str | None = None,
+) -> str:
     """Register a model version and set ``challenger``; undo the version if any step fails.
 
     ``source`` is the model's artifact location; ``model_id`` names the MLflow 3 logged model
@@ -36,17 +43,26 @@ def register(client: MlflowClient, name: str, source: str, run_id: str,
     except MlflowException:
         try:
             client.create_registered_model(
-                name, description="Recurrent forecaster trained and promoted by seqlab.")
+                name, description="Recurrent forecaster trained and promoted by seqlab."
+            )
         except MlflowException:
             pass  # created concurrently
-    mv = client.create_model_version(name, source, run_id=run_id, description=description,
-                                     model_id=model_id)
+    mv = client.create_model_version(
+        name, source, run_id=run_id, description=description, model_id=model_id
+    )
     try:
         _wait_ready(client, name, mv.version)
         for k, v in tags.items():
             client.set_model_version_tag(name, mv.version, k, str(v))
-        move_alias(client, name, CHALLENGER, str(mv.version),
-                   reason="new model version from training", mode="automatic", figures={})
+        move_alias(
+            client,
+            name,
+            CHALLENGER,
+            str(mv.version),
+            reason="new model version from training",
+            mode="automatic",
+            figures={},
+        )
     except BaseException:
         client.delete_model_version(name, mv.version)
         raise
@@ -60,7 +76,9 @@ def _wait_ready(client: MlflowClient, name: str, version: str, timeout: float = 
         if mv.status == "READY":
             return
         if mv.status == "FAILED_REGISTRATION" or time.monotonic() - start > timeout:
-            raise RegistryError(f"model {name} version {version} did not become READY ({mv.status})")
+            raise RegistryError(
+                f"model {name} version {version} did not become READY ({mv.status})"
+            )
         time.sleep(0.2)
 
 
@@ -94,27 +112,45 @@ def alias_history(client: MlflowClient, name: str) -> list[AliasMove]:
     try:
         rm = client.get_registered_model(name)
     except MlflowException:
-        raise RegistryError(f"registered model {name!r} not found; train one with `seqlab run`") from None
+        raise RegistryError(
+            f"registered model {name!r} not found; train one with `seqlab run`"
+        ) from None
     moves = [AliasMove(**json.loads(v)) for k, v in rm.tags.items() if k.startswith(AUDIT_PREFIX)]
     return sorted(moves, key=lambda m: m.seq)
 
 
-def move_alias(client: MlflowClient, name: str, alias: str, version: str, reason: str, mode: str,
-               figures: dict[str, Any]) -> AliasMove:
+def move_alias(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    reason: str,
+    mode: str,
+    figures: dict[str, Any],
+) -> AliasMove:
     """Point ``alias`` at ``version`` and append the move to the registry's audit trail."""
     previous = alias_version(client, name, alias)
     history = alias_history(client, name)
     seq = (history[-1].seq if history else 0) + 1
-    move = AliasMove(seq, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), alias, previous,
-                     str(version), mode, reason, figures)
+    move = AliasMove(
+        seq,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        alias,
+        previous,
+        str(version),
+        mode,
+        reason,
+        figures,
+    )
     # Audit first: a failure after it leaves a record of an attempted move, never a silent one.
     client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{seq:06d}", move.to_json())
     client.set_registered_model_alias(name, alias, str(version))
     return move
 
 
-def record_decision(client: MlflowClient, name: str, version: str, tags: dict[str, str],
-                    run_id: str | None = None) -> None:
+def record_decision(
+    client: MlflowClient, name: str, version: str, tags: dict[str, str], run_id: str | None = None
+) -> None:
     """Write a promotion decision's tags on the version (and on the training run)."""
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
@@ -126,7 +162,9 @@ def promote_manual(client: MlflowClient, name: str, version: str, reason: str) -
     try:
         mv = client.get_model_version(name, str(version))
     except MlflowException:
-        raise RegistryError(f"model {name!r} has no version {version}; see `seqlab models {name}`") from None
+        raise RegistryError(
+            f"model {name!r} has no version {version}; see `seqlab models {name}`"
+        ) from None
     if not reason.strip():
         raise RegistryError("a manual promotion needs --reason")
     champ = alias_version(client, name, CHAMPION)
@@ -171,10 +209,19 @@ def rollback(client: MlflowClient, name: str, reason: str = "rollback") -> Alias
             client.get_model_version(name, target)
         except MlflowException:
             continue  # deleted since: walk further back
-        return move_alias(client, name, CHAMPION, target, reason, "rollback",
-                          {"from_version": current, "to_version": target})
-    raise RegistryError(f"model {name!r}: nothing left to roll back to; version {current} is the "
-                        "first champion on record (promote another version with `seqlab promote`)")
+        return move_alias(
+            client,
+            name,
+            CHAMPION,
+            target,
+            reason,
+            "rollback",
+            {"from_version": current, "to_version": target},
+        )
+    raise RegistryError(
+        f"model {name!r}: nothing left to roll back to; version {current} is the "
+        "first champion on record (promote another version with `seqlab promote`)"
+    )
 
 
 def versions_table(client: MlflowClient, name: str) -> list[dict[str, Any]]:
@@ -182,26 +229,33 @@ def versions_table(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     try:
         rm = client.get_registered_model(name)
     except MlflowException:
-        raise RegistryError(f"registered model {name!r} not found; train one with `seqlab run`") from None
+        raise RegistryError(
+            f"registered model {name!r} not found; train one with `seqlab run`"
+        ) from None
     aliases: dict[str, list[str]] = {}
     for alias, v in (rm.aliases or {}).items():
         aliases.setdefault(str(v), []).append(alias)
     rows = []
     for mv in client.search_model_versions(f"name = '{name}'"):
-        rows.append({
-            "version": str(mv.version),
-            "aliases": sorted(aliases.get(str(mv.version), [])),
-            "created": pd.Timestamp(mv.creation_timestamp, unit="ms").strftime("%Y-%m-%d %H:%M"),
-            "test/mase": mv.tags.get("test/mase"),
-            "test/mae": mv.tags.get("test/mae"),
-            "decision": mv.tags.get("seqlab.promotion.decision"),
-            "run_id": mv.run_id,
-        })
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
+                "created": pd.Timestamp(mv.creation_timestamp, unit="ms").strftime(
+                    "%Y-%m-%d %H:%M"
+                ),
+                "test/mase": mv.tags.get("test/mase"),
+                "test/mae": mv.tags.get("test/mae"),
+                "decision": mv.tags.get("seqlab.promotion.decision"),
+                "run_id": mv.run_id,
+            }
+        )
     return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
 
 
-def resolve_version(client: MlflowClient, name: str, alias: str | None = CHAMPION,
-                    version: str | None = None) -> dict[str, str]:
+def resolve_version(
+    client: MlflowClient, name: str, alias: str | None = CHAMPION, version: str | None = None
+) -> dict[str, str]:
     """Which version ``name@alias`` (or ``name/version``) is, as a loadable URI."""
     try:
         if version is not None:
@@ -213,8 +267,12 @@ def resolve_version(client: MlflowClient, name: str, alias: str | None = CHAMPIO
         raise RegistryError(
             f"model {name!r} has no {what}; list versions and aliases with `seqlab models {name}`"
         ) from None
-    out = {"name": name, "version": str(mv.version), "run_id": mv.run_id or "",
-           "model_uri": f"models:/{name}/{mv.version}"}
+    out = {
+        "name": name,
+        "version": str(mv.version),
+        "run_id": mv.run_id or "",
+        "model_uri": f"models:/{name}/{mv.version}",
+    }
     if version is None:
         out["alias"] = alias or CHAMPION
     return out

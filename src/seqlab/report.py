@@ -52,23 +52,35 @@ def comparison_rows(metrics: dict[str, float]) -> list[tuple[str, dict[str, floa
 def _notes(s: RunSummary) -> list[str]:
     notes = []
     if s.warm_started_from:
-        notes.append(f"data or settings changed since study {s.warm_started_from}: tuned anew in "
-                     f"{s.study}, warm-started with its best parameters")
+        notes.append(
+            f"data or settings changed since study {s.warm_started_from}: tuned anew in "
+            f"{s.study}, warm-started with its best parameters"
+        )
     if s.replaced_by_tuning:
-        notes.append("tuning replaced the value(s) you set for " + ", ".join(s.replaced_by_tuning)
-                     + " (they are in tune.search_space)")
+        notes.append(
+            "tuning replaced the value(s) you set for "
+            + ", ".join(s.replaced_by_tuning)
+            + " (they are in tune.search_space)"
+        )
     return notes
 
 
 def render_markdown(s: RunSummary) -> str:
-    lines = [f"# seqlab training: {s.dataset}", "",
-             f"Mean over {s.backtest_windows} rolling-origin backtest window(s) "
-             f"(cutoffs {', '.join(c[:10] for c in s.cutoffs)}); lower is better.", "",
-             "| | " + " | ".join(m.upper() for m in METRIC_ORDER) + " |",
-             "|---|" + "---:|" * len(METRIC_ORDER)]
+    lines = [
+        f"# seqlab training: {s.dataset}",
+        "",
+        f"Mean over {s.backtest_windows} rolling-origin backtest window(s) "
+        f"(cutoffs {', '.join(c[:10] for c in s.cutoffs)}); lower is better.",
+        "",
+        "| | " + " | ".join(m.upper() for m in METRIC_ORDER) + " |",
+        "|---|" + "---:|" * len(METRIC_ORDER),
+    ]
     for name, ms in comparison_rows(s.metrics):
-        lines.append(f"| {name} | " + " | ".join(f"{ms.get(m, float('nan')):.4f}"
-                                                 for m in METRIC_ORDER) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{ms.get(m, float('nan')):.4f}" for m in METRIC_ORDER)
+            + " |"
+        )
     lines += [
         "",
         f"- Trained: `{s.cell}` with `{s.trained_params}` (served model: {s.served})",
@@ -86,8 +98,10 @@ def render_rich(s: RunSummary) -> None:
     from rich.table import Table
 
     console = Console(soft_wrap=True)  # long lines stay whole instead of wrapping at 80 columns
-    table = Table(title=f"seqlab: {s.dataset}, mean over {s.backtest_windows} backtest "
-                        "window(s) (lower is better)")
+    table = Table(
+        title=f"seqlab: {s.dataset}, mean over {s.backtest_windows} backtest "
+        "window(s) (lower is better)"
+    )
     table.add_column("forecaster")
     for m in METRIC_ORDER:
         table.add_column(m.upper(), justify="right")
@@ -99,7 +113,9 @@ def render_rich(s: RunSummary) -> None:
     console.print(f"MLflow run id : {s.run_id}  (experiment {s.experiment})")
     console.print(f"model version : {s.model_name} v{s.version}  alias: {s.alias}")
     console.print(f"promotion     : {s.decision}")
-    console.print(f"study         : {s.study or '-'}  finished trials: {s.trials_finished}  "
-                  f"best: #{s.best_trial}")
+    console.print(
+        f"study         : {s.study or '-'}  finished trials: {s.trials_finished}  "
+        f"best: #{s.best_trial}"
+    )
     for n in _notes(s):
         console.print(f"note          : {n}")

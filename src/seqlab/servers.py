@@ -17,12 +17,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-             "DO_NOT_TRACK": "true"}
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+}
 DEFAULT_STORE = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS = "mlruns/artifacts"
 
@@ -52,7 +55,7 @@ def _proc_table() -> dict[int, tuple[int, int]]:
         except OSError:
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces or parentheses.
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if fields[0] in ("Z", "X"):
             continue
         table[int(entry.name)] = (int(fields[1]), int(fields[2]))
@@ -138,7 +141,7 @@ class ManagedProcess:
             time.sleep(0.05)
         return self.process.returncode
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -150,12 +153,17 @@ def _pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 
-def spawn(name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None,
-          cwd: str | Path | None = None, log_path: str | Path | None = None,
-          inherit_output: bool = False) -> ManagedProcess:
+def spawn(
+    name: str,
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    log_path: str | Path | None = None,
+    inherit_output: bool = False,
+) -> ManagedProcess:
     """Start ``cmd`` in a new session with the quiet env added; output to ``log_path``."""
     full_env = {**os.environ, **QUIET_ENV, **(env or {})}
     if inherit_output:
@@ -168,24 +176,33 @@ def spawn(name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None,
         path.parent.mkdir(parents=True, exist_ok=True)
         out = open(path, "ab")
     try:
-        proc = subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT if out else None,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            list(cmd),
+            env=full_env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         if out is not None:
             out.close()
     return ManagedProcess(name, proc, log_path=path)
 
 
-def wait_healthy(handle: ManagedProcess, health_url: str, timeout: float,
-                 expect: bytes | None = None) -> None:
+def wait_healthy(
+    handle: ManagedProcess, health_url: str, timeout: float, expect: bytes | None = None
+) -> None:
     """Poll ``health_url`` until it answers 200 (bounded); stop the process and raise otherwise."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
         if not handle.alive():
-            raise ServerError(f"{handle.name} exited with status {handle.process.returncode} "
-                              f"before it was ready:\n{handle.log_tail()}")
+            raise ServerError(
+                f"{handle.name} exited with status {handle.process.returncode} "
+                f"before it was ready:\n{handle.log_tail()}"
+            )
         try:
             with urllib.request.urlopen(health_url, timeout=2) as resp:
                 body = resp.read()
@@ -196,8 +213,10 @@ def wait_healthy(handle: ManagedProcess, health_url: str, timeout: float,
             last = str(e)
         time.sleep(0.25)
     handle.stop()
-    raise ServerError(f"{handle.name} was not healthy at {health_url} after {timeout:.0f} s "
-                      f"({last}):\n{handle.log_tail()}")
+    raise ServerError(
+        f"{handle.name} was not healthy at {health_url} after {timeout:.0f} s "
+        f"({last}):\n{handle.log_tail()}"
+    )
 
 
 # ---------------------------------------------------------------- MLflow
@@ -212,11 +231,17 @@ def _artifact_uri(artifact_root: str | Path) -> str:
     return path.as_uri()
 
 
-def start_mlflow_server(backend_store_uri: str, artifact_root: str | Path,
-                        host: str = "127.0.0.1", port: int | None = None, *,
-                        timeout: float = 120.0, log_path: str | Path | None = None,
-                        inherit_output: bool = False,
-                        extra_args: Sequence[str] = ()) -> ManagedProcess:
+def start_mlflow_server(
+    backend_store_uri: str,
+    artifact_root: str | Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    *,
+    timeout: float = 120.0,
+    log_path: str | Path | None = None,
+    inherit_output: bool = False,
+    extra_args: Sequence[str] = (),
+) -> ManagedProcess:
     """``mlflow server`` (UI + REST API) with one worker and no job runners, once /health is OK.
 
     Artifacts are proxied (``--artifacts-destination``): clients on other hosts upload through the
@@ -228,11 +253,30 @@ def start_mlflow_server(backend_store_uri: str, artifact_root: str | Path,
         db = Path(backend_store_uri.removeprefix("sqlite:///")).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         backend_store_uri = f"sqlite:///{db}"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-           "--artifacts-destination", _artifact_uri(artifact_root), "--host", host,
-           "--port", str(port), "--workers", "1", *extra_args]
-    handle = spawn("mlflow-server", cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                   log_path=log_path, inherit_output=inherit_output)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        _artifact_uri(artifact_root),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        *extra_args,
+    ]
+    handle = spawn(
+        "mlflow-server",
+        cmd,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        log_path=log_path,
+        inherit_output=inherit_output,
+    )
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     handle.url = f"http://{local}:{port}"
     handle.extra = {"backend_store_uri": backend_store_uri}
@@ -244,8 +288,9 @@ class _Terminated(Exception):
     pass
 
 
-def run_mlflow_ui(tracking_uri: str | None = None, host: str = "127.0.0.1",
-                  port: int = 5000) -> int:
+def run_mlflow_ui(
+    tracking_uri: str | None = None, host: str = "127.0.0.1", port: int = 5000
+) -> int:
     """``seqlab ui``: serve the MLflow UI over the project's store until Ctrl-C or SIGTERM.
 
     ``tracking_uri`` defaults to ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns/mlflow.db``; a
@@ -271,8 +316,11 @@ def run_mlflow_ui(tracking_uri: str | None = None, host: str = "127.0.0.1",
     handle = None
     try:
         handle = start_mlflow_server(uri, artifacts, host=host, port=port, inherit_output=True)
-        print(f"MLflow UI at {handle.url}  (store {handle.extra['backend_store_uri']}); "
-              "Ctrl-C stops it.", flush=True)
+        print(
+            f"MLflow UI at {handle.url}  (store {handle.extra['backend_store_uri']}); "
+            "Ctrl-C stops it.",
+            flush=True,
+        )
         return handle.process.wait()
     except (KeyboardInterrupt, _Terminated):
         return 0
@@ -285,11 +333,17 @@ def run_mlflow_ui(tracking_uri: str | None = None, host: str = "127.0.0.1",
 # ---------------------------------------------------------------- Prefect
 
 
-def start_prefect_server(port: int | None = None, home: str | Path | None = None,
-                         host: str = "127.0.0.1", *, ui: bool = True, timeout: float = 120.0,
-                         env: Mapping[str, str] | None = None,
-                         log_path: str | Path | None = None,
-                         inherit_output: bool = False) -> ManagedProcess:
+def start_prefect_server(
+    port: int | None = None,
+    home: str | Path | None = None,
+    host: str = "127.0.0.1",
+    *,
+    ui: bool = True,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+    log_path: str | Path | None = None,
+    inherit_output: bool = False,
+) -> ManagedProcess:
     """``prefect server start`` with its own ``PREFECT_HOME`` (a temp folder unless given).
 
     The port is set through ``PREFECT_SERVER_API_HOST``/``PORT`` (``--port`` alone leaves the UI
@@ -310,8 +364,13 @@ def start_prefect_server(port: int | None = None, home: str | Path | None = None
     }
     prefect = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect)] if prefect.exists() else [sys.executable, "-m", "prefect"]
-    handle = spawn("prefect-server", [*cmd, "server", "start"], env=server_env,
-                   log_path=log_path or home / "server.log", inherit_output=inherit_output)
+    handle = spawn(
+        "prefect-server",
+        [*cmd, "server", "start"],
+        env=server_env,
+        log_path=log_path or home / "server.log",
+        inherit_output=inherit_output,
+    )
     handle.url = f"http://{local}:{port}"
     handle.extra = {"api_url": f"{handle.url}/api", "home": str(home)}
     wait_healthy(handle, f"{handle.url}/api/health", timeout, expect=b"true")

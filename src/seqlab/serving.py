@@ -43,8 +43,9 @@ class SeqlabForecaster(mlflow.pyfunc.PythonModel):
         self.model.load_state_dict(state)
         self.model.eval()
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None
-                ) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         return forecast_history(self.model, self.scaler, self.meta, model_input)
 
 
@@ -79,8 +80,14 @@ class LoggedModel:
     registry resolves ``models:/m-...`` through the process-wide tracking URI."""
 
 
-def log_pyfunc(client: MlflowClient, run_id: str, model: RecurrentForecaster, meta: dict,
-               example: pd.DataFrame, prediction: pd.DataFrame) -> LoggedModel:
+def log_pyfunc(
+    client: MlflowClient,
+    run_id: str,
+    model: RecurrentForecaster,
+    meta: dict,
+    example: pd.DataFrame,
+    prediction: pd.DataFrame,
+) -> LoggedModel:
     """Log the pyfunc as an MLflow logged model of ``run_id`` through ``client``'s store only.
 
     The model is saved locally, then created, uploaded and finalised with the client's
@@ -97,8 +104,16 @@ def log_pyfunc(client: MlflowClient, run_id: str, model: RecurrentForecaster, me
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
         meta_path = Path(tmp, "meta.json")
         meta_path.write_text(json.dumps(meta, indent=1))
-        logged = client.create_logged_model(run.info.experiment_id, name="model",
-                                            source_run_id=run_id, model_type="seqlab-forecaster")
+        from mlflow.tracking.context.registry import resolve_tags
+
+        logged = client.create_logged_model(
+            run.info.experiment_id,
+            name="model",
+            source_run_id=run_id,
+            model_type="seqlab-forecaster",
+            tags=resolve_tags(None),
+            params={k: v[:500] for k, v in run.data.params.items()},
+        )
         local = Path(tmp, "model")
         try:
             mlflow.pyfunc.save_model(
@@ -110,8 +125,12 @@ def log_pyfunc(client: MlflowClient, run_id: str, model: RecurrentForecaster, me
                 pip_requirements=pip_requirements(),
                 code_paths=[_package_dir()],
                 # Record the logged model's identity in MLmodel, as log_model does.
-                mlflow_model=mlflow.models.Model(model_id=logged.model_id, run_id=run_id,
-                                                 artifact_path="model"),
+                mlflow_model=mlflow.models.Model(
+                    model_id=logged.model_id,
+                    run_id=run_id,
+                    model_uuid=logged.model_id,
+                    artifact_path=logged.artifact_location,
+                ),
             )
             client.log_model_artifacts(logged.model_id, str(local))
             client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
@@ -122,16 +141,38 @@ def log_pyfunc(client: MlflowClient, run_id: str, model: RecurrentForecaster, me
     return LoggedModel(f"models:/{logged.model_id}", logged.model_id, logged.artifact_location)
 
 
+def link_version(client: MlflowClient, model_id: str | None, name: str, version: str) -> None:
+    """Tag the logged model with its registered version, as ``mlflow.register_model`` does (the
+    UI's model and run pages read it)."""
+    if not model_id:
+        return
+    known = json.loads(client.get_logged_model(model_id).tags.get("mlflow.modelVersions", "[]"))
+    client.set_logged_model_tags(
+        model_id,
+        {"mlflow.modelVersions": json.dumps([*known, {"name": name, "version": int(version)}])},
+    )
+
+
 def load_forecaster(client: MlflowClient, name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
-    """Load a registered version through ``client``'s store (nothing process-wide is set)."""
+    """Load a registered version through ``client``'s store only.
+
+    MLflow's ``models:/`` loader resolves names through the process-wide registry URI, so the
+    version's storage location is resolved here and the files loaded from there."""
     try:
         uri = client.get_model_version_download_uri(name, str(version))
+        if uri.startswith("models:/"):  # a source without a storage location: the logged model
+            uri = client.get_logged_model(
+                uri.removeprefix("models:/").split("/")[0]
+            ).artifact_location
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
-                                                        tracking_uri=client._tracking_client.tracking_uri)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=client.tracking_uri
+            )
             return mlflow.pyfunc.load_model(local)
     except MlflowException as e:
-        raise RegistryError(f"cannot load model {name} v{version}: {str(e).splitlines()[0]}") from None
+        raise RegistryError(
+            f"cannot load model {name} v{version}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> pd.DataFrame:

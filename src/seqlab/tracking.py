@@ -8,7 +8,6 @@ processes nest under the parent through the ``mlflow.parentRunId`` tag.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import socket
 import subprocess
@@ -45,7 +44,9 @@ def _absolute_sqlite(uri: str) -> str:
 
 
 def resolve_tracking_uri(configured: str | None = None) -> str:
-    return _absolute_sqlite(configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    return _absolute_sqlite(
+        configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    )
 
 
 def default_artifact_root(tracking_uri: str, configured: str | None = None) -> str | None:
@@ -73,8 +74,9 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     try:
         # The MLflow 3 UI opens experiments in its GenAI view unless they say otherwise.
-        return client.create_experiment(name, artifact_location=location,
-                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except mlflow.exceptions.MlflowException:
         # Another process created it between our lookup and create.
         exp = client.get_experiment_by_name(name)
@@ -96,21 +98,24 @@ class RunRef:
 
     def trial_spec(self) -> dict[str, str]:
         """What a tuning worker needs to nest its trials under this run (JSON-able)."""
-        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
-                "parent_run_id": self.run_id}
+        return {
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.run_id,
+        }
 
 
 def git_commit(cwd: str | Path = ".") -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | None = None
-                 ) -> str:
+def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | None = None) -> str:
     """``2026-11-27-153000-airpassengers-gru-mase0.61``: date, dataset, the trained cell and its
     mean backtest MASE once known, sortable in the UI. While tuning, the cell is ``tuning``."""
     if cfg.tracking.run_name:
@@ -123,10 +128,15 @@ def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | 
 def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     client = client_for(uri)
-    exp_id = ensure_experiment(client, cfg.experiment_name,
-                               default_artifact_root(uri, cfg.tracking.artifact_location))
-    all_tags = {"seqlab.trigger": cfg.tracking.trigger, "seqlab.dataset": cfg.dataset_name,
-                "mlflow.source.type": "JOB", "mlflow.user": os.environ.get("USER", "seqlab")}
+    exp_id = ensure_experiment(
+        client, cfg.experiment_name, default_artifact_root(uri, cfg.tracking.artifact_location)
+    )
+    all_tags = {
+        "seqlab.trigger": cfg.tracking.trigger,
+        "seqlab.dataset": cfg.dataset_name,
+        "mlflow.source.type": "JOB",
+        "mlflow.user": os.environ.get("USER", "seqlab"),
+    }
     commit = git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
@@ -167,10 +177,14 @@ def log_dataset(ref: RunRef, frame: pd.DataFrame, source: str, digest: str, name
 
     with warnings.catch_warnings():  # MLflow registers the local source resolver twice
         warnings.simplefilter("ignore", UserWarning)
-        ds = mlflow.data.from_pandas(frame, source=source, targets="y", name=name, digest=digest[:36])
+        ds = mlflow.data.from_pandas(
+            frame, source=source, targets="y", name=name, digest=digest[:36]
+        )
     ref.client().log_inputs(
         ref.run_id,
-        datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])],
+        datasets=[
+            DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
+        ],
     )
 
 
@@ -230,7 +244,9 @@ class MlflowTrialRun:
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v],
             tags=tags,
         )
-        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}.get(state, "FAILED")
+        status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}.get(
+            state, "FAILED"
+        )
         self.client.set_terminated(self.run_id, status)
 
 
@@ -250,8 +266,11 @@ class MlflowTrialTracking:
         self.__dict__.update(state, _client=None)
 
     def to_dict(self) -> dict[str, str]:
-        return {"tracking_uri": self.tracking_uri, "experiment_id": self.experiment_id,
-                "parent_run_id": self.parent_run_id}
+        return {
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+        }
 
     def client(self) -> MlflowClient:
         if self._client is None:
@@ -281,13 +300,16 @@ def child_runs(ref: RunRef) -> list[Any]:
     )
 
 
-def fail_dangling_trial_runs(tracking_uri: str, experiment_id: str, study_name: str,
-                             running_trials: set[int]) -> list[str]:
+def fail_dangling_trial_runs(
+    tracking_uri: str, experiment_id: str, study_name: str, running_trials: set[int]
+) -> list[str]:
     """Mark trial runs FAILED whose worker died (status RUNNING, trial no longer running)."""
     client = client_for(tracking_uri)
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`optuna.study_name` = '{study_name}'",
+        filter_string=(
+            f"attributes.status = 'RUNNING' and tags.`optuna.study_name` = '{study_name}'"
+        ),
         max_results=5000,
     )
     fixed = []
@@ -302,19 +324,22 @@ def fail_dangling_trial_runs(tracking_uri: str, experiment_id: str, study_name: 
     return fixed
 
 
-
-def start_pipeline_run(cfg: PipelineConfig, series: Any, tags: dict[str, str] | None = None) -> RunRef:
+def start_pipeline_run(
+    cfg: PipelineConfig, series: Any, tags: dict[str, str] | None = None
+) -> RunRef:
     """Open the parent run: settings as params (all but the searched ones, which are logged with
     their tuned values by :func:`record_trained_config`), data digest, dataset input, commit."""
     from seqlab.config import flatten
     from seqlab.data import resolve_source
 
-    ref = start_parent_run(cfg, {"seqlab.data_digest": series.digest, "seqlab.freq": series.freq,
-                                 **(tags or {})})
+    ref = start_parent_run(
+        cfg, {"seqlab.data_digest": series.digest, "seqlab.freq": series.freq, **(tags or {})}
+    )
     searched = set(cfg.tune.search_space) if cfg.tune.n_trials else set()
     log_params(ref, {k: v for k, v in flatten(cfg).items() if k not in searched})
-    log_dataset(ref, series.frame, str(resolve_source(cfg.data.source)), series.digest,
-                cfg.dataset_name)
+    log_dataset(
+        ref, series.frame, str(resolve_source(cfg.data.source)), series.digest, cfg.dataset_name
+    )
     return ref
 
 
@@ -342,23 +367,35 @@ def log_backtest(ref: RunRef, bt: Any) -> None:
         ref.client().log_batch(ref.run_id, metrics=items[i : i + 1000])
 
 
-def record_forecast(tracking_uri: str, resolved: dict[str, str], input_path: str, output: str,
-                    forecast: pd.DataFrame) -> str:
+def record_forecast(
+    tracking_uri: str,
+    resolved: dict[str, str],
+    input_path: str,
+    output: str,
+    forecast: pd.DataFrame,
+) -> str:
     """One run in ``<model>-forecasts`` naming the model version used, with the output attached."""
     client = client_for(tracking_uri)
-    exp_id = ensure_experiment(client, f"{resolved['name']}-forecasts",
-                               default_artifact_root(tracking_uri))
+    exp_id = ensure_experiment(
+        client, f"{resolved['name']}-forecasts", default_artifact_root(tracking_uri)
+    )
     stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    run = client.create_run(exp_id, run_name=f"{stamp}-{resolved['name']}-v{resolved['version']}",
-                            tags={"seqlab.model_name": resolved["name"],
-                                  "seqlab.model_version": resolved["version"],
-                                  "seqlab.model_alias": resolved.get("alias", ""),
-                                  "seqlab.training_run_id": resolved.get("run_id", ""),
-                                  "mlflow.source.type": "JOB"})
+    run = client.create_run(
+        exp_id,
+        run_name=f"{stamp}-{resolved['name']}-v{resolved['version']}",
+        tags={
+            "seqlab.model_name": resolved["name"],
+            "seqlab.model_version": resolved["version"],
+            "seqlab.model_alias": resolved.get("alias", ""),
+            "seqlab.training_run_id": resolved.get("run_id", ""),
+            "mlflow.source.type": "JOB",
+        },
+    )
     ref = RunRef(tracking_uri, exp_id, run.info.run_id)
     log_params(ref, {"input": input_path, "output": output, "model_uri": resolved["model_uri"]})
-    log_metrics(ref, {"forecast/series": forecast["unique_id"].nunique(),
-                      "forecast/rows": len(forecast)})
+    log_metrics(
+        ref, {"forecast/series": forecast["unique_id"].nunique(), "forecast/rows": len(forecast)}
+    )
     log_artifact(ref, output, "forecast")
     end_run(ref)
     return run.info.run_id

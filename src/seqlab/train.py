@@ -12,8 +12,8 @@ import copy
 import math
 import random
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
-    def on_fit_end(self, history: "History") -> None: ...
+    def on_fit_end(self, history: History) -> None: ...
 
 
 @dataclass
@@ -82,15 +82,19 @@ class ValScorer:
     log: bool
 
     @classmethod
-    def from_prepared(cls, p: PreparedData, device: torch.device) -> "ValScorer":
+    def from_prepared(cls, p: PreparedData, device: torch.device) -> ValScorer:
         def col(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(a, dtype=np.float32)[:, None], device=device)
 
         idx = p.val_series
-        return cls(col(p.val_ref), col(p.scaler.loc[idx, 0]), col(p.scaler.scale[idx, 0]),
-                   col(1.0 / p.mase_scale[idx]), torch.as_tensor(p.val_target, dtype=torch.float32,
-                                                                 device=device),
-                   p.transform == "log")
+        return cls(
+            col(p.val_ref),
+            col(p.scaler.loc[idx, 0]),
+            col(p.scaler.scale[idx, 0]),
+            col(1.0 / p.mase_scale[idx]),
+            torch.as_tensor(p.val_target, dtype=torch.float32, device=device),
+            p.transform == "log",
+        )
 
     def __call__(self, pred: torch.Tensor) -> torch.Tensor:
         values = (pred.float() + self.ref) * self.scale + self.loc  # (N, H)
@@ -111,7 +115,7 @@ class DeviceData:
     val_scorer: ValScorer | None = None
 
     @classmethod
-    def from_prepared(cls, p: PreparedData, device: torch.device) -> "DeviceData":
+    def from_prepared(cls, p: PreparedData, device: torch.device) -> DeviceData:
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
 
@@ -151,7 +155,9 @@ def cpu_threads_for(model: nn.Module) -> int:
     return 1 if n < SMALL_MODEL_PARAMS else _DEFAULT_THREADS
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     kwargs: dict = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if device.type == "cuda":
@@ -200,8 +206,13 @@ def train_epoch(
 
 @torch.no_grad()
 def eval_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, precision: str,
-    chunk: int = 8192, scorer: ValScorer | None = None,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: nn.Module,
+    precision: str,
+    chunk: int = 8192,
+    scorer: ValScorer | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss over (x, y) and the scorer's value (the loss without one), as 0-d tensors."""
     model.eval()
@@ -219,8 +230,12 @@ def eval_loss(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | None = None,
-            chunk: int = 8192) -> np.ndarray:
+def predict(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    device: torch.device | None = None,
+    chunk: int = 8192,
+) -> np.ndarray:
     """Scaled forecasts (N, horizon) for inputs (N, L, F), in fp32."""
     model.eval()
     dev = device or next(model.parameters()).device
@@ -289,7 +304,9 @@ def fit(
         torch.cuda.reset_peak_memory_stats(device)
 
     has_val = data.x_val.shape[0] > 0
-    monitor = ("val/mase" if data.val_scorer is not None else "val/loss") if has_val else "train/loss"
+    monitor = (
+        ("val/mase" if data.val_scorer is not None else "val/loss") if has_val else "train/loss"
+    )
     hist = History(device=str(device), precision=precision, monitor=monitor)
     best_state = copy.deepcopy(model.state_dict())
     bad_epochs = 0
@@ -297,11 +314,21 @@ def fit(
         cb.on_fit_start(model, {"device": str(device), "precision": precision})
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
-        tr = train_epoch(model, optimizer, data.x_train, data.y_train, cfg.batch_size, loss_fn,
-                         cfg.grad_clip, precision, generator)
+        tr = train_epoch(
+            model,
+            optimizer,
+            data.x_train,
+            data.y_train,
+            cfg.batch_size,
+            loss_fn,
+            cfg.grad_clip,
+            precision,
+            generator,
+        )
         if has_val:
-            va, sc = eval_loss(model, data.x_val, data.y_val, loss_fn, precision,
-                               scorer=data.val_scorer)
+            va, sc = eval_loss(
+                model, data.x_val, data.y_val, loss_fn, precision, scorer=data.val_scorer
+            )
         else:
             va = sc = tr
         # The one host sync of the epoch.

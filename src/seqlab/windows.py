@@ -60,7 +60,7 @@ class Scaler:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Scaler":
+    def from_dict(cls, d: dict) -> Scaler:
         return cls(
             kind=d["kind"],
             series_ids=tuple(d["series_ids"]),
@@ -121,7 +121,11 @@ def sliding_windows(
 
 
 def target_windows(
-    values: np.ndarray, input_size: int, horizon: int, target_start: int, target_end: int,
+    values: np.ndarray,
+    input_size: int,
+    horizon: int,
+    target_start: int,
+    target_end: int,
     stride: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows whose whole target lies in ``[target_start, target_end)``.
@@ -240,12 +244,14 @@ def prepare(
     ends = [len(v) - holdout for _, v, _ in groups]
     for (sid, v, _), end in zip(groups, ends):
         if end < input_size + horizon:
-            raise ValueError(f"series {sid!r} has {len(v)} points; this fit needs "
-                             f"{input_size + horizon + holdout} (input + horizon + holdout)")
+            raise ValueError(
+                f"series {sid!r} has {len(v)} points; this fit needs "
+                f"{input_size + horizon + holdout} (input + horizon + holdout)"
+            )
     scaler = fit_scaler([v[:end] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind)
 
     xs_tr, ys_tr, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], []
-    for i, ((sid, v, raw), end) in enumerate(zip(groups, ends)):
+    for i, ((_, v, raw), end) in enumerate(zip(groups, ends)):
         scaled = scaler.transform(v, i)
         x, y, _ = target_windows(scaled, input_size, horizon, 0, end, stride)
         xs_tr.append(x)
@@ -255,8 +261,11 @@ def prepare(
             xs_va.append(x)
             ys_va.append(y)
             va_sid.append(np.full(len(x), i))
-            va_raw.append(np.stack([raw[s : s + horizon] for s in starts]) if len(x)
-                          else np.empty((0, horizon)))
+            va_raw.append(
+                np.stack([raw[s : s + horizon] for s in starts])
+                if len(x)
+                else np.empty((0, horizon))
+            )
 
     f = 1 + len(data.covariates)
 
@@ -265,13 +274,22 @@ def prepare(
             return np.empty((0, *shape), np.float32)
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
-    x_train, y_train, _ = normalise_windows(cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)),
-                                            local_norm)
-    x_val, y_val, val_ref = normalise_windows(cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)),
-                                              local_norm)
+    x_train, y_train, _ = normalise_windows(
+        cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)), local_norm
+    )
+    x_val, y_val, val_ref = normalise_windows(
+        cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)), local_norm
+    )
     return PreparedData(
-        series_ids=sids, freq=data.freq, input_size=input_size, horizon=horizon, n_features=f,
-        scaler=scaler, transform=transform, local_norm=local_norm, holdout=holdout,
+        series_ids=sids,
+        freq=data.freq,
+        input_size=input_size,
+        horizon=horizon,
+        n_features=f,
+        scaler=scaler,
+        transform=transform,
+        local_norm=local_norm,
+        holdout=holdout,
         x_train=np.ascontiguousarray(x_train),
         y_train=np.ascontiguousarray(y_train),  # type: ignore[arg-type]
         x_val=np.ascontiguousarray(x_val),
@@ -279,6 +297,7 @@ def prepare(
         val_series=np.concatenate(va_sid).astype(np.int64) if va_sid else np.zeros(0, np.int64),
         val_ref=val_ref.astype("float64"),
         val_target=np.concatenate(va_raw) if va_raw else np.empty((0, horizon)),
-        mase_scale=np.array([seasonal_mae(raw[:end], season)
-                             for (_, _, raw), end in zip(groups, ends)]),
+        mase_scale=np.array(
+            [seasonal_mae(raw[:end], season) for (_, _, raw), end in zip(groups, ends)]
+        ),
     )

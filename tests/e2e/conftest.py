@@ -21,9 +21,18 @@ from seqlab import servers
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "conf" / "default.yaml")
 SHOTS_COPY = REPO / "outputs" / "e2e"
-CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run", "--no-default-browser-check", "--window-size=1600,1200"]
+CHROME_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--window-size=1600,1200",
+]
 
 
 def _which(*names: str) -> str | None:
@@ -52,8 +61,12 @@ def finished_pipeline(chrome_binaries, tmp_path_factory) -> dict:
     """``seqlab run`` with 2 tiny trials into a temporary store, as a user would run it."""
     tmp = tmp_path_factory.mktemp("e2e-store")
     overrides = [
-        "tune.n_trials=2", "tune.n_startup_trials=1", "train.max_epochs=4", "model.hidden_size=8",
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+        "train.max_epochs=4",
+        "model.hidden_size=8",
         "window.input_size=12",
+        "registry.require_beat_baseline=false",
         "tune.search_space={model.cell: {type: categorical, choices: [lstm, gru]}}",
         f"tune.storage=sqlite:///{tmp}/optuna.db",
         f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
@@ -61,13 +74,30 @@ def finished_pipeline(chrome_binaries, tmp_path_factory) -> dict:
     ]
     # A fresh PREFECT_HOME migrates a new database: on a loaded 2-core CI box the ephemeral
     # server can take longer than its default 20 s to answer.
-    env = {**os.environ, **servers.QUIET_ENV, "PREFECT_HOME": str(tmp / "prefect"),
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env = {
+        **os.environ,
+        **servers.QUIET_ENV,
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
     env.pop("PREFECT_API_URL", None)
     out = subprocess.run(
-        [sys.executable, "-m", "seqlab.cli", "run", CONFIG, *overrides,
-         "--summary-json", str(tmp / "summary.json")],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            CONFIG,
+            *overrides,
+            "--summary-json",
+            str(tmp / "summary.json"),
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert out.returncode == 0, f"seqlab run failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     summary = json.loads((tmp / "summary.json").read_text())
     return {"dir": tmp, "tracking_uri": f"sqlite:///{tmp}/mlflow.db", "summary": summary}
@@ -76,8 +106,9 @@ def finished_pipeline(chrome_binaries, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def mlflow_ui(finished_pipeline):
     tmp = finished_pipeline["dir"]
-    handle = servers.start_mlflow_server(finished_pipeline["tracking_uri"], tmp / "artifacts",
-                                         log_path=tmp / "mlflow-ui.log")
+    handle = servers.start_mlflow_server(
+        finished_pipeline["tracking_uri"], tmp / "artifacts", log_path=tmp / "mlflow-ui.log"
+    )
     yield handle
     handle.stop()
     assert not handle.leftovers()

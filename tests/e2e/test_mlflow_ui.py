@@ -38,13 +38,15 @@ def _runs(finished_pipeline):
     uri = finished_pipeline["tracking_uri"]
     client = MlflowClient(uri, registry_uri=uri)
     parent = client.get_run(finished_pipeline["summary"]["run_id"])
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     return parent, children
 
 
-def test_experiment_page_lists_parent_run_and_nested_trials(browser, mlflow_ui, finished_pipeline,
-                                                            screenshot) -> None:
+def test_experiment_page_lists_parent_run_and_nested_trials(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
@@ -53,8 +55,11 @@ def test_experiment_page_lists_parent_run_and_nested_trials(browser, mlflow_ui, 
     exp_id = parent.info.experiment_id
     browser.get(f"{mlflow_ui.url}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
 
-    link = _wait(browser, EC.visibility_of_element_located(_run_link(parent.info.run_id)),
-                 "the parent run in the runs table")
+    link = _wait(
+        browser,
+        EC.visibility_of_element_located(_run_link(parent.info.run_id)),
+        "the parent run in the runs table",
+    )
     assert link.text == parent.info.run_name
 
     def trials_visible(driver) -> bool:
@@ -72,8 +77,9 @@ def test_experiment_page_lists_parent_run_and_nested_trials(browser, mlflow_ui, 
     assert shot.stat().st_size > 10_000
 
 
-def test_registered_model_page_shows_champion_alias(browser, mlflow_ui, finished_pipeline,
-                                                    screenshot) -> None:
+def test_registered_model_page_shows_champion_alias(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
@@ -81,10 +87,14 @@ def test_registered_model_page_shows_champion_alias(browser, mlflow_ui, finished
     assert summary["version"] == "1"
     browser.get(f"{mlflow_ui.url}/#/models/{MODEL}")
     title = f"//h2[contains(., '{MODEL}')] | //*[normalize-space(text())='{MODEL}']"
-    _wait(browser, EC.visibility_of_element_located((By.XPATH, title)),
-          "the registered model's title")
-    version = _wait(browser, EC.visibility_of_element_located(
-        (By.XPATH, "//a[normalize-space(.)='Version 1']")), "version 1 in the versions table")
+    _wait(
+        browser, EC.visibility_of_element_located((By.XPATH, title)), "the registered model's title"
+    )
+    version = _wait(
+        browser,
+        EC.visibility_of_element_located((By.XPATH, "//a[normalize-space(.)='Version 1']")),
+        "version 1 in the versions table",
+    )
     row = version.find_element(By.XPATH, "./ancestor::*[@role='row'][1]")
     # Aliases render as "@ champion" tags in the version's row.
     aliases = set(re.findall(r"@\s*([\w-]+)", row.text))
@@ -106,9 +116,20 @@ def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
 
     port = servers.free_port()
     ui = servers.spawn(
-        "seqlab-ui", [sys.executable, "-m", "seqlab.cli", "ui", "--port", str(port),
-                      "--tracking-uri", f"sqlite:///{tmp_path}/mlruns/mlflow.db"],
-        cwd=tmp_path, log_path=tmp_path / "ui.log")
+        "seqlab-ui",
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "ui",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        ],
+        cwd=tmp_path,
+        log_path=tmp_path / "ui.log",
+    )
     try:
         servers.wait_healthy(ui, f"http://127.0.0.1:{port}/health", timeout=120, expect=b"OK")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:

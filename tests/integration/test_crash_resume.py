@@ -1,7 +1,8 @@
 """A worker SIGKILLed mid-trial: the next pipeline run fails its trial and run, and tops up.
 
-Real processes and stores: a ``python -m seqlab.workers`` process on an SQLite Optuna study
-published by the pipeline code, trials as MLflow child runs in a temporary SQLite store.
+Real processes and stores: a worker process (``tests/fault_worker.py``, the real worker with
+slow trials) on an SQLite Optuna study published by the pipeline code, trials as MLflow child
+runs in a temporary SQLite store.
 """
 
 from __future__ import annotations
@@ -11,61 +12,59 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import sine_frame
-from seqlab import tracking, tune
-from seqlab.config import build_config
+from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
+from seqlab.tuning import storage
+from seqlab.tuning.tracked import tune_under_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "DO_NOT_TRACK": "true", "OMP_NUM_THREADS": "1"}
+FAULT_WORKER = str(Path(__file__).resolve().parents[1] / "fault_worker.py")
+ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+    "OMP_NUM_THREADS": "1",
+}
 
 
-def tiny_config(tmp_path, n_trials: int):
-    csv = tmp_path / "sine.csv"
-    if not csv.exists():
-        sine_frame(n=90).to_csv(csv, index=False)
-    return build_config({
-        "data": {"source": str(csv), "time_column": "ds", "target": "y", "freq": "D"},
-        "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "gru", "hidden_size": 4},
-        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
-        "tune": {"n_trials": n_trials, "storage": f"sqlite:///{tmp_path}/optuna.db",
-                 "n_startup_trials": 2, "workers": 1, "heartbeat_interval": 2,
-                 "search_space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2,
-                                               "log": True}}},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-                     "artifact_location": str(tmp_path / "artifacts")},
-    })
-
-
-def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
-    cfg2, cfg4 = tiny_config(tmp_path, 2), tiny_config(tmp_path, 4)
+def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tiny_config):
+    cfg2, cfg4 = (tiny_config(**{"tune.n_trials": n, "tune.heartbeat_interval": 2}) for n in (2, 4))
     series = validate_data(ingest(cfg2), cfg2)
 
     # Run 1 of the pipeline finishes two trials.
     run1 = tracking.start_pipeline_run(cfg2, series)
-    first = tracking.tune_under_run(cfg2, series, run1)
+    first = tune_under_run(cfg2, series, run1)
     tracking.end_run(run1)
-    assert first["finished_after"] == 2
-    storage = tune.make_storage(cfg4.tune.storage)
-    study = tune.load_study(cfg4.study_name, storage)
+    assert first.finished_after == 2
+    # tune.n_trials is not part of the study's identity: asking for more tops up the same study.
+    assert first.study == storage.study_name_for(cfg4, series.digest)
+    study = storage.load_study(first.study, storage.make_storage(cfg4.tune.storage))
     kept = {t.number: (t.value, t.params) for t in study.get_trials()}
 
     # Run 2 asks for four and waits for external workers; one joins and is killed mid-trial.
     run2 = tracking.start_pipeline_run(cfg4, series)
-    spec = run2.trial_spec()
-    tune.publish(study, cfg4, series.digest, spec)
-    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=3"}  # a slow trial, to be caught
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "seqlab.workers", "--study", cfg4.study_name,
-         "--storage", cfg4.tune.storage], env=env, stderr=subprocess.PIPE, text=True)
+    storage.publish(study, cfg4, series.digest, run2.trial_spec())
+    worker = subprocess.Popen(  # a slow trial, to be caught
+        [
+            sys.executable,
+            FAULT_WORKER,
+            "*:stall=3",
+            "--study",
+            first.study,
+            "--storage",
+            cfg4.tune.storage,
+        ],
+        env={**os.environ, **ENV},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client = MlflowClient(run2.tracking_uri)
     try:
         deadline = time.monotonic() + 90
@@ -89,17 +88,19 @@ def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tmp_path):
 
     # Run 3, as the next `seqlab run` would: reap the dead worker's trial, top the study up.
     run3 = tracking.start_pipeline_run(cfg4, series)
-    summary = tracking.tune_under_run(cfg4, series, run3)
+    summary = tune_under_run(cfg4, series, run3)
     for run in (run2, run3):
         tracking.end_run(run)
 
-    trials = tune.load_study(cfg4.study_name, tune.make_storage(cfg4.tune.storage)).get_trials()
-    assert summary["orphaned_failed"] == [victim.number]
+    assert summary.study == first.study and not summary.created
+    assert summary.finished_before == 2
+    trials = storage.load_study(summary.study, storage.make_storage(cfg4.tune.storage)).get_trials()
+    assert summary.orphaned_failed == [victim.number]
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     killed = trials[victim.number]
     assert killed.state == TrialState.FAIL
     assert killed.user_attrs["fail_reason"].startswith("worker process died")
-    assert sum(t.state in tune.FINISHED for t in trials) == 4 == summary["finished_after"]
+    assert sum(t.state in storage.FINISHED for t in trials) == 4 == summary.finished_after
     assert {t.number: (t.value, t.params) for t in trials if t.number in kept} == kept
 
     runs = client.search_runs([run3.experiment_id], max_results=1000)

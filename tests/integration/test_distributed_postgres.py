@@ -11,20 +11,26 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
-from conftest import sine_frame
-from seqlab import tracking, tune
-from seqlab.config import build_config
+from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
+from seqlab.tuning import storage as tuning_storage
+from seqlab.tuning.tracked import tune_under_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
 
+FAULT_WORKER = str(Path(__file__).resolve().parents[1] / "fault_worker.py")
 SERVER = os.environ.get("SEQLAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "DO_NOT_TRACK": "true", "OMP_NUM_THREADS": "1"}
+ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+    "OMP_NUM_THREADS": "1",
+}
 N_TRIALS = 4
 
 
@@ -43,54 +49,61 @@ def pg_url():
         yield f"{SERVER.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
     finally:
         with admin.cursor() as cur:  # pooled connections of this process may still be open
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
 
 
-def tiny_config(tmp_path, storage: str):
-    csv = tmp_path / "sine.csv"
-    sine_frame(n=90).to_csv(csv, index=False)
-    return build_config({
-        "data": {"source": str(csv), "time_column": "ds", "target": "y", "freq": "D"},
-        "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "gru", "hidden_size": 4},
-        "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
-        "tune": {"n_trials": N_TRIALS, "storage": storage, "n_startup_trials": 2,
-                 "workers": 0, "wait_timeout": 180, "heartbeat_interval": 2,
-                 "search_space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2,
-                                               "log": True}}},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-                     "artifact_location": str(tmp_path / "artifacts")},
-    })
+def test_two_workers_fill_the_study_exactly_with_nested_runs(tiny_config, pg_url):
+    cfg = tiny_config(
+        **{
+            "tune.n_trials": N_TRIALS,
+            "tune.storage": pg_url,
+            "tune.workers": 0,
+            "tune.wait_timeout": 180,
+            "tune.heartbeat_interval": 2,
+        }
+    )
+    # Creates the schema once, before anyone races for it.
+    storage = tuning_storage.make_storage(pg_url)
 
-
-def test_two_workers_fill_the_study_exactly_with_nested_runs(tmp_path, pg_url):
-    cfg = tiny_config(tmp_path, pg_url)
-    storage = tune.make_storage(pg_url)  # creates the schema once, before anyone races for it
-
-    # Two workers, started with the pipeline as a scheduler would: they wait for the study.
+    # Two workers, started with the pipeline as a scheduler would: they wait for the study,
+    # knowing only its base name (the pipeline names it <base>-<fingerprint>).
     # Each trial stalls a little so that the two really overlap.
-    env = {**os.environ, **ENV, tune.FAULTS_ENV: "*:stall=0.2"}
-    cmd = [sys.executable, "-m", "seqlab.workers", "--study", cfg.study_name, "--storage", pg_url,
-           "--wait-for-study", "120"]
+    env = {**os.environ, **ENV}
+    cmd = [
+        sys.executable,
+        FAULT_WORKER,
+        "*:stall=0.2",
+        "--study",
+        cfg.study_name,
+        "--storage",
+        pg_url,
+        "--wait-for-study",
+        "120",
+    ]
     procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         series = validate_data(ingest(cfg), cfg)
         parent = tracking.start_parent_run(cfg, {"seqlab.data_digest": series.digest})
         # The pipeline side, as flows/training.py's tune task runs it (tune.workers=0: it waits).
-        summary = tracking.tune_under_run(cfg, series, parent)
+        summary = tune_under_run(cfg, series, parent)
         logs = [p.communicate(timeout=120)[1] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     assert [p.returncode for p in procs] == [0, 0], logs
-    assert summary["mode"] == "external workers" and summary["finished_after"] == N_TRIALS
+    assert summary.mode == "external workers" and summary.finished_after == N_TRIALS
+    assert summary.study == tuning_storage.study_name_for(cfg, series.digest)
+    assert tuning_storage.resolve_study_name(storage, cfg.study_name) == summary.study
 
-    trials = tune.load_study(cfg.study_name, storage).get_trials()
-    finished = [t for t in trials if t.state in tune.FINISHED]
+    trials = tuning_storage.load_study(summary.study, storage).get_trials()
+    finished = [t for t in trials if t.state in tuning_storage.FINISHED]
     assert len(finished) == N_TRIALS
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # The only failures allowed are surplus trials from a race at the very end.

@@ -28,22 +28,32 @@ WAIT_S = 180
 
 def _api(api_url: str, path: str, body: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{api_url}{path}", data=data, method="POST" if data else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{api_url}{path}",
+        data=data,
+        method="POST" if data else "GET",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
 def _training_runs(api_url: str, *states: str) -> list[dict]:
     """Runs of the training deployment in these state types (the schedule queues many ahead)."""
-    return _api(api_url, "/flow_runs/filter",
-                {"deployments": {"name": {"any_": ["train-daily"]}},
-                 "flow_runs": {"state": {"type": {"any_": list(states)}}}, "limit": 20})
+    return _api(
+        api_url,
+        "/flow_runs/filter",
+        {
+            "deployments": {"name": {"any_": ["train-daily"]}},
+            "flow_runs": {"state": {"type": {"any_": list(states)}}},
+            "limit": 20,
+        },
+    )
 
 
 SERVE = """
 import sys, json
-from seqlab.schedules import serve_flows
+from flows.deployments import serve_flows
 args = json.loads(sys.argv[1])
 serve_flows(args["config"], None, None, {}, interval=args["interval"],
             training_overrides=args["overrides"])
@@ -54,9 +64,11 @@ serve_flows(args["config"], None, None, {}, interval=args["interval"],
 def prefect_server(tmp_path_factory):
     """One real ``prefect server start`` for this module, stopped with everything it spawned."""
     server = servers.start_prefect_server(
-        home=tmp_path_factory.mktemp("prefect-server"), ui=False,
+        home=tmp_path_factory.mktemp("prefect-server"),
+        ui=False,
         # Schedule runs every few seconds instead of every minute.
-        env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"})
+        env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "3"},
+    )
     yield server
     server.stop()
     assert not server.alive() and not server.leftovers()
@@ -64,13 +76,24 @@ def prefect_server(tmp_path_factory):
 
 def test_served_schedule_trains_and_registers(tmp_path: Path, prefect_server) -> None:
     api = prefect_server.extra["api_url"]
-    args = {"config": DEFAULT_CONFIG, "interval": 8,
-            "overrides": tiny_overrides(tmp_path, **{"eval.plot": False})}
+    args = {
+        "config": DEFAULT_CONFIG,
+        "interval": 8,
+        "overrides": tiny_overrides(
+            tmp_path, **{"eval.plot": False, "registry.require_beat_baseline": False}
+        ),
+    }
     serve = servers.spawn(
-        "seqlab-serve", [sys.executable, "-c", SERVE, json.dumps(args)], cwd=tmp_path,
-        env={"PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client"),
-             "PREFECT_RUNNER_POLL_FREQUENCY": "2"},
-        log_path=tmp_path / "serve.log")
+        "seqlab-serve",
+        [sys.executable, "-c", SERVE, json.dumps(args)],
+        cwd=tmp_path,
+        env={
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(tmp_path / "prefect-client"),
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        },
+        log_path=tmp_path / "serve.log",
+    )
     try:
         t0 = time.monotonic()
         deadline = t0 + WAIT_S
@@ -85,8 +108,9 @@ def test_served_schedule_trains_and_registers(tmp_path: Path, prefect_server) ->
             assert not bad, f"scheduled run {bad[0]['state_name']}:\n{serve.log_tail()}"
             completed = next((r for r in runs if r["state_type"] == "COMPLETED"), None)
             time.sleep(1)
-        assert completed is not None, (f"no scheduled run completed in {WAIT_S} s:\n"
-                                       f"{serve.log_tail()}")
+        assert completed is not None, (
+            f"no scheduled run completed in {WAIT_S} s:\n{serve.log_tail()}"
+        )
         print(f"first scheduled run completed {time.monotonic() - t0:.0f} s after serve started")
         deployment = _api(api, "/deployments/name/seqlab-training/train-daily")
         assert deployment["global_concurrency_limit"]["limit"] == 1
@@ -112,30 +136,42 @@ def test_served_schedule_trains_and_registers(tmp_path: Path, prefect_server) ->
     assert not serve.leftovers(), f"serve left processes behind: {serve.leftovers()}"
 
 
-def test_prefect_yaml_deploys_both_deployments_to_the_process_pool(tmp_path: Path,
-                                                                   prefect_server) -> None:
+def test_prefect_yaml_deploys_both_deployments_to_the_process_pool(
+    tmp_path: Path, prefect_server
+) -> None:
     """``prefect deploy --all`` from the repo root registers what prefect.yaml declares."""
     api = prefect_server.extra["api_url"]
-    env = {**os.environ, **servers.QUIET_ENV, "PREFECT_API_URL": api,
-           "PREFECT_HOME": str(tmp_path / "prefect-client")}
+    env = {
+        **os.environ,
+        **servers.QUIET_ENV,
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect-client"),
+    }
     prefect = [sys.executable, "-m", "prefect"]
-    for cmd in (["work-pool", "create", "seqlab-process", "--type", "process", "--overwrite"],
-                ["--no-prompt", "deploy", "--all"]):
-        out = subprocess.run([*prefect, *cmd], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=240)
+    for cmd in (
+        ["work-pool", "create", "seqlab-process", "--type", "process", "--overwrite"],
+        ["--no-prompt", "deploy", "--all"],
+    ):
+        out = subprocess.run(
+            [*prefect, *cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+        )
         assert out.returncode == 0, f"prefect {' '.join(cmd)}:\n{out.stdout}\n{out.stderr}"
 
     training = _api(api, "/deployments/name/seqlab-training/train-daily")
     assert training["entrypoint"] == "flows/training.py:training_pipeline"
     assert training["work_pool_name"] == "seqlab-process"
-    assert training["parameters"] == {"config": "conf/default.yaml", "overrides": [],
-                                      "trigger": "schedule"}
+    assert training["parameters"] == {
+        "config": "conf/default.yaml",
+        "overrides": [],
+        "trigger": "schedule",
+    }
     assert training["global_concurrency_limit"]["limit"] == 1
     assert training["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     assert [s["schedule"]["cron"] for s in training["schedules"]] == ["0 3 * * *"]
     # Flow runs start in the repo root, where the relative config and store paths resolve.
     assert training["pull_steps"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+    ]
 
     forecast = _api(api, "/deployments/name/seqlab-forecast/forecast-daily")
     assert forecast["entrypoint"] == "flows/forecast.py:forecast_flow"

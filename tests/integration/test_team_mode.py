@@ -52,8 +52,10 @@ def pg_urls():
         with conn.cursor() as cur:
             for name in names.values():
                 cur.execute(f'CREATE DATABASE "{name}"')
-        yield {k: f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{v}"
-               for k, v in names.items()}
+        yield {
+            k: f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{v}"
+            for k, v in names.items()
+        }
     finally:
         with conn.cursor() as cur:
             for name in names.values():
@@ -62,32 +64,39 @@ def pg_urls():
         conn.close()
 
 
-def test_training_flow_against_mlflow_server_on_postgres(tmp_path: Path, pg_urls,
-                                                         prefect_harness) -> None:
+def test_training_flow_against_mlflow_server_on_postgres(
+    tmp_path: Path, pg_urls, prefect_harness
+) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
 
     from flows.training import training_pipeline
 
     artifact_root = tmp_path / "server-artifacts"
-    server = servers.start_mlflow_server(pg_urls["mlflow"], artifact_root,
-                                         log_path=tmp_path / "mlflow-server.log")
+    server = servers.start_mlflow_server(
+        pg_urls["mlflow"], artifact_root, log_path=tmp_path / "mlflow-server.log"
+    )
     try:
-        overrides = tiny_overrides(tmp_path, **{
-            "tracking.tracking_uri": server.url,
-            "tracking.artifact_location": None,  # the server's proxied root (mlflow-artifacts:/)
-            "tune.storage": pg_urls["optuna"],
-            "eval.plot": False,
-        })
+        overrides = tiny_overrides(
+            tmp_path,
+            **{
+                "tracking.tracking_uri": server.url,
+                "tracking.artifact_location": None,  # the server's proxied root
+                "tune.storage": pg_urls["optuna"],
+                "eval.plot": False,
+                "registry.require_beat_baseline": False,
+            },
+        )
         summary = training_pipeline(DEFAULT_CONFIG, overrides, trigger="team-test")
 
         client = MlflowClient(server.url, registry_uri=server.url)
-        parent = client.get_run(summary["run_id"])
+        parent = client.get_run(summary.run_id)
         assert parent.info.status == "FINISHED"
         assert parent.data.tags["seqlab.trigger"] == "team-test"
         assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
         children = client.search_runs(
-            [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+            [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
         assert len(children) == 2
         assert all(c.info.status == "FINISHED" for c in children)
         assert {c.info.run_name for c in children} == {"trial-000", "trial-001"}
@@ -100,7 +109,7 @@ def test_training_flow_against_mlflow_server_on_postgres(tmp_path: Path, pg_urls
         assert any(p.name == "MLmodel" for p in artifact_root.rglob("MLmodel"))
         assert not (tmp_path / "artifacts").exists()
 
-        study = optuna.load_study(study_name=summary["study"], storage=pg_urls["optuna"])
+        study = optuna.load_study(study_name=summary.study, storage=pg_urls["optuna"])
         assert len(study.trials) == 2
     finally:
         server.stop()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,10 +14,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from conftest import DEFAULT_CONFIG, tiny_overrides
+from flows.cli import app
 from flows.forecast import forecast_flow
 from flows.training import training_pipeline
 from seqlab import registry
-from flows.cli import app
 from seqlab.data import DataError
 from seqlab.registry import RegistryError
 
@@ -57,8 +56,14 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     assert len(parent.data.tags["seqlab.data_digest"]) == 64
     assert parent.data.tags["seqlab.trigger"] == "manual"
     assert "prefect.flow_run_id" in parent.data.tags
-    for key in ("test/mae", "test/rmse", "test/smape", "test/mase", "test/naive/mase",
-                "test/seasonal_naive/mase"):
+    for key in (
+        "test/mae",
+        "test/rmse",
+        "test/smape",
+        "test/mase",
+        "test/naive/mase",
+        "test/seasonal_naive/mase",
+    ):
         assert key in parent.data.metrics, key
     assert parent.inputs.dataset_inputs[0].dataset.digest
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -71,8 +76,9 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     assert summary.metrics["test/mase"] == pytest.approx(np.mean([m.value for m in per_window]))
     assert len(client.get_metric_history(parent.info.run_id, "backtest/seasonal_naive/mase")) == 3
 
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert len(children) == 2
     for child in children:
         assert child.info.status == "FINISHED"
@@ -90,7 +96,8 @@ def test_prefect_markdown_summary_artifact(first_run) -> None:
     _, summary = first_run
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["seqlab-training-summary"])))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["seqlab-training-summary"]))
+        )
     # One harness serves the whole session: pick this run's artifact among the key's versions.
     texts = [a.data for a in arts if summary.run_id in str(a.data)]
     assert len(texts) == 1, "no summary artifact for this run"
@@ -147,8 +154,9 @@ def test_second_run_resumes_study_and_gate_keeps_equal_champion(first_run) -> No
     assert mv.tags["seqlab.promotion.decision"] == "not_promoted"
     # v1 was refit on all history, so it saw every backtest window: its recipe was retrained.
     assert mv.tags["seqlab.promotion.comparison"].startswith("champion recipe retrained")
-    assert float(mv.tags["seqlab.promotion.champion"]) == pytest.approx(first.metrics["test/mase"],
-                                                                         rel=1e-4)
+    assert float(mv.tags["seqlab.promotion.champion"]) == pytest.approx(
+        first.metrics["test/mase"], rel=1e-4
+    )
     scores = json.loads(mv.tags["seqlab.promotion.scores"])
     assert scores["windows"] == [0, 1, 2] and len(scores["champion"]) == 3
 
@@ -158,8 +166,10 @@ def test_run_on_changed_data_starts_a_new_warm_started_study(first_run, tmp_path
     df = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
     path = tmp_path / "airpassengers.csv"
     df.head(132).to_csv(path, index=False)  # a year less: another digest, same columns
-    summary = training_pipeline(DEFAULT_CONFIG, tiny_overrides(
-        tmp, **GATE_OFF, **{"data.source": str(path), "registry.register": False}))
+    summary = training_pipeline(
+        DEFAULT_CONFIG,
+        tiny_overrides(tmp, **GATE_OFF, **{"data.source": str(path), "registry.register": False}),
+    )
     assert summary.study != first.study and summary.warm_started_from == first.study
     study = optuna.load_study(study_name=summary.study, storage=f"sqlite:///{tmp}/optuna.db")
     assert study.trials[0].params == first.trained_params  # the previous best, enqueued first
@@ -169,8 +179,9 @@ def test_run_on_changed_data_starts_a_new_warm_started_study(first_run, tmp_path
 def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
     tmp, _ = first_run
     src = Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"
-    out = forecast_flow(NAME, str(src), str(tmp_path / "fc.parquet"),
-                        tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+    out = forecast_flow(
+        NAME, str(src), str(tmp_path / "fc.parquet"), tracking_uri=f"sqlite:///{tmp}/mlflow.db"
+    )
     fc = pd.read_parquet(tmp_path / "fc.parquet")
     assert len(fc) == 12 and out["version"] == "1" and out["alias"] == "champion"
     assert fc["ds"].iloc[0] == pd.Timestamp("1961-01-01")
@@ -179,29 +190,41 @@ def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
     assert run.data.tags["seqlab.model_alias"] == "champion"
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda df: df.drop(columns=["passengers"]), "column 'passengers'"),
-    (lambda df: df.head(5), "provide at least 12"),
-    (lambda df: df.drop(index=[100, 101]), "missing timestamp"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda df: df.drop(columns=["passengers"]), "column 'passengers'"),
+        (lambda df: df.head(5), "provide at least 12"),
+        (lambda df: df.drop(index=[100, 101]), "missing timestamp"),
+    ],
+)
 def test_batch_forecast_rejects_bad_history(first_run, tmp_path: Path, mutate, fragment) -> None:
     tmp, _ = first_run
     df = mutate(pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"))
     df.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match=fragment):
-        forecast_flow(NAME, str(tmp_path / "bad.csv"), str(tmp_path / "fc.csv"),
-                      tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        forecast_flow(
+            NAME,
+            str(tmp_path / "bad.csv"),
+            str(tmp_path / "fc.csv"),
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+        )
     assert not (tmp_path / "fc.csv").exists()
 
 
 def test_forecast_unknown_alias_is_a_clear_error(first_run, tmp_path: Path) -> None:
     tmp, _ = first_run
     with pytest.raises(RegistryError, match="has no alias @production"):
-        forecast_flow(NAME, "x.csv", str(tmp_path / "fc.csv"), alias="production",
-                      tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+        forecast_flow(
+            NAME,
+            "x.csv",
+            str(tmp_path / "fc.csv"),
+            alias="production",
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+        )
 
 
-# ---------------------------------------------------------------- bad inputs leave the registry alone
+# ------------------------------------------------------- bad inputs leave the registry alone
 
 
 def _bad_source(tmp: Path, case: str) -> str:
@@ -231,28 +254,41 @@ def _bad_source(tmp: Path, case: str) -> str:
     return str(path)
 
 
-BAD = [("missing", "data file not found"), ("empty", "is empty"), ("misnamed", "column 'passengers'"),
-       ("non_numeric", "not numeric"), ("bad_time", "unparseable timestamps"),
-       ("duplicate", "duplicate timestamp"), ("gap", "missing timestamp"), ("nan", "NaN/inf"),
-       ("short", "needs at least")]
+BAD = [
+    ("missing", "data file not found"),
+    ("empty", "is empty"),
+    ("misnamed", "column 'passengers'"),
+    ("non_numeric", "not numeric"),
+    ("bad_time", "unparseable timestamps"),
+    ("duplicate", "duplicate timestamp"),
+    ("gap", "missing timestamp"),
+    ("nan", "NaN/inf"),
+    ("short", "needs at least"),
+]
 
 
 @pytest.mark.parametrize("case, fragment", BAD, ids=[c for c, _ in BAD])
-def test_bad_input_fails_cleanly_and_registry_is_unchanged(first_run, tmp_path, case, fragment) -> None:
+def test_bad_input_fails_cleanly_and_registry_is_unchanged(
+    first_run, tmp_path, case, fragment
+) -> None:
     tmp, _ = first_run
     client = _client(tmp)
     before_versions = len(client.search_model_versions(f"name = '{NAME}'"))
     before_champion = registry.alias_version(client, NAME, "champion")
     runs_before = len(client.search_runs([client.get_experiment_by_name(NAME).experiment_id]))
     src = _bad_source(tmp_path, case)
-    result = CliRunner().invoke(app, ["run", DEFAULT_CONFIG, *tiny_overrides(tmp), f"data.source={src}"])
+    result = CliRunner().invoke(
+        app, ["run", DEFAULT_CONFIG, *tiny_overrides(tmp), f"data.source={src}"]
+    )
     assert result.exit_code == 2, result.output
     assert fragment in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1
     assert len(client.search_model_versions(f"name = '{NAME}'")) == before_versions
     assert registry.alias_version(client, NAME, "champion") == before_champion
-    assert len(client.search_runs([client.get_experiment_by_name(NAME).experiment_id])) == runs_before
+    assert (
+        len(client.search_runs([client.get_experiment_by_name(NAME).experiment_id])) == runs_before
+    )
 
 
 def test_bad_config_key_fails_before_anything_runs(first_run) -> None:

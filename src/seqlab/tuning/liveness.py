@@ -14,9 +14,10 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 from optuna.storages.journal import JournalStorage
@@ -49,8 +50,12 @@ def owner_record(pid: int | None = None) -> dict[str, Any]:
     """Who runs a trial: host, boot id and the process's pid and start time (pids get reused)."""
     pid = os.getpid() if pid is None else pid
     stat = process_stat(pid)
-    return {"host": socket.gethostname(), "boot": boot_id(), "pid": pid,
-            "start": stat[1] if stat else None}
+    return {
+        "host": socket.gethostname(),
+        "boot": boot_id(),
+        "pid": pid,
+        "start": stat[1] if stat else None,
+    }
 
 
 @contextmanager

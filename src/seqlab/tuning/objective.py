@@ -11,8 +11,9 @@ its MLflow run is closed as FAILED. A trial that starts when the study already h
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import optuna
 import torch
@@ -37,7 +38,12 @@ class SurplusTrial(RuntimeError):
 # an invalid sampled config (ConfigError is a ValueError). Anything else is a bug and stops the
 # worker at once; repeated trial errors stop it through the fail-streak guard (tuning.runner).
 TRIAL_ERRORS: tuple[type[Exception], ...] = (
-    NonFiniteLossError, SurplusTrial, RuntimeError, ValueError, ArithmeticError, MemoryError,
+    NonFiniteLossError,
+    SurplusTrial,
+    RuntimeError,
+    ValueError,
+    ArithmeticError,
+    MemoryError,
 )
 
 CallbackFactory = Callable[[optuna.Trial], list[Callback]]
@@ -66,8 +72,9 @@ class PruningCallback(Callback):
     ``interval`` epochs; all trials report at the same steps, so medians stay comparable.
     """
 
-    def __init__(self, trial: optuna.Trial, warmup: int = 0, interval: int = 1,
-                 monitor: str = "val/mase") -> None:
+    def __init__(
+        self, trial: optuna.Trial, warmup: int = 0, interval: int = 1, monitor: str = "val/mase"
+    ) -> None:
         self.trial, self.warmup, self.interval = trial, warmup, max(1, interval)
         self.monitor = monitor
 
@@ -93,8 +100,10 @@ class _Progress(Callback):
 
 
 def is_oom(exc: BaseException) -> bool:
-    return (isinstance(exc, (torch.OutOfMemoryError, MemoryError))
-            or "out of memory" in str(exc).lower())
+    return (
+        isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        or "out of memory" in str(exc).lower()
+    )
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -111,16 +120,22 @@ def _gpu_peak() -> dict[str, float]:
 
 
 def _history_metrics(hist: History) -> dict[str, float]:
-    out = {"val/best_mase": hist.best_score, "val/best_loss": hist.best_val_loss,
-           "train/epochs": float(hist.epochs), "train/best_epoch": float(hist.best_epoch),
-           "train/samples_per_s": hist.samples_per_second, "train/seconds": hist.seconds}
+    out = {
+        "val/best_mase": hist.best_score,
+        "val/best_loss": hist.best_val_loss,
+        "train/epochs": float(hist.epochs),
+        "train/best_epoch": float(hist.best_epoch),
+        "train/samples_per_s": hist.samples_per_second,
+        "train/seconds": hist.seconds,
+    }
     if hist.gpu_mem_peak_mb is not None:
         out["sys/gpu_mem_peak_mb"] = hist.gpu_mem_peak_mb
     return out
 
 
-def _close(handle: TrialRunHandle | None, state: str, metrics: dict[str, float],
-           reason: str | None = None) -> None:
+def _close(
+    handle: TrialRunHandle | None, state: str, metrics: dict[str, float], reason: str | None = None
+) -> None:
     """Close a trial's run; a tracking failure must not mask the trial's own outcome."""
     if handle is None:
         return
@@ -146,20 +161,33 @@ class Objective:
         self.heartbeat_interval = self.heartbeat_interval or self.cfg.tune.heartbeat_interval
 
     def _prepared_for(self, cfg: PipelineConfig):
-        key = (cfg.window.input_size, cfg.window.horizon, cfg.val_size, cfg.test_size,
-               cfg.window.stride, cfg.window.scaler, cfg.window.transform, cfg.window.local_norm)
+        key = (
+            cfg.window.input_size,
+            cfg.window.horizon,
+            cfg.val_size,
+            cfg.test_size,
+            cfg.window.stride,
+            cfg.window.scaler,
+            cfg.window.transform,
+            cfg.window.local_norm,
+        )
         if key not in self._prepared:
             self._prepared[key] = prepare_data(self.series, cfg)
         return self._prepared[key]
 
     def __call__(self, trial: optuna.Trial) -> float:
         study = trial.study
-        ahead = [t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-                 if t.number < trial.number]
+        ahead = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if t.number < trial.number
+        ]
         if len(ahead) >= self.n_trials:
             trial.set_user_attr("surplus", True)
-            trial.set_user_attr("fail_reason", f"surplus: {self.n_trials} trials were already "
-                                               "finished or running when it started")
+            trial.set_user_attr(
+                "fail_reason",
+                f"surplus: {self.n_trials} trials were already finished or running when it started",
+            )
             raise SurplusTrial(f"study already holds {self.n_trials} trials")
         study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_record())
         with journal_heartbeat(study, trial, self.heartbeat_interval):
@@ -175,8 +203,10 @@ class Objective:
             if self.tracking is not None:
                 handle = self.tracking.open(trial, params)
                 trial.set_user_attr("mlflow_run_id", handle.run_id)
-            callbacks: list[Callback] = [progress, PruningCallback(
-                trial, cfg.tune.n_warmup_steps, cfg.tune.prune_interval)]
+            callbacks: list[Callback] = [
+                progress,
+                PruningCallback(trial, cfg.tune.n_warmup_steps, cfg.tune.prune_interval),
+            ]
             if handle is not None:
                 callbacks.insert(0, handle.callback())
             if self.extra_callbacks is not None:

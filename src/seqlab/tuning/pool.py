@@ -44,11 +44,22 @@ class WorkerPool:
                 p.kill()
 
 
-def worker_command(study_name: str, storage_url: str, slot: WorkerSlot,
-                   timeout: float | None = None, heartbeat_interval: int | None = None
-                   ) -> list[str]:
-    cmd = [sys.executable, "-m", "seqlab.tuning.worker", "--study", study_name,
-           "--storage", storage_url]
+def worker_command(
+    study_name: str,
+    storage_url: str,
+    slot: WorkerSlot,
+    timeout: float | None = None,
+    heartbeat_interval: int | None = None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqlab.tuning.worker",
+        "--study",
+        study_name,
+        "--storage",
+        storage_url,
+    ]
     if heartbeat_interval:
         cmd += ["--heartbeat-interval", str(heartbeat_interval)]
     if timeout:
@@ -58,14 +69,22 @@ def worker_command(study_name: str, storage_url: str, slot: WorkerSlot,
     return cmd
 
 
-def spawn_workers(study_name: str, storage_url: str, slots: list[WorkerSlot],
-                  timeout: float | None = None, heartbeat_interval: int | None = None
-                  ) -> WorkerPool:
+def spawn_workers(
+    study_name: str,
+    storage_url: str,
+    slots: list[WorkerSlot],
+    timeout: float | None = None,
+    heartbeat_interval: int | None = None,
+) -> WorkerPool:
     threads = cpu_threads_per_worker(len(slots))
     procs = []
     for slot in slots:
-        env = {**os.environ, **slot.env(), "OMP_NUM_THREADS": str(threads),
-               "SEQLAB_WORKER_RANK": str(slot.rank)}
+        env = {
+            **os.environ,
+            **slot.env(),
+            "OMP_NUM_THREADS": str(threads),
+            "SEQLAB_WORKER_RANK": str(slot.rank),
+        }
         cmd = worker_command(study_name, storage_url, slot, timeout, heartbeat_interval)
         procs.append(subprocess.Popen(cmd, env=env))
     return WorkerPool(procs, slots)

@@ -24,8 +24,13 @@ class TuningError(RuntimeError):
 def _run_one(study: optuna.Study, objective: Objective) -> FrozenTrial:
     """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell)."""
     ran: list[FrozenTrial] = []
-    study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS,
-                   callbacks=[lambda _s, t: ran.append(t)], gc_after_trial=False)
+    study.optimize(
+        objective,
+        n_trials=1,
+        catch=TRIAL_ERRORS,
+        callbacks=[lambda _s, t: ran.append(t)],
+        gc_after_trial=False,
+    )
     return ran[0]
 
 
@@ -62,9 +67,14 @@ def run_trials(
         trial = _run_one(study, objective)
         if trial.state in FINISHED:
             done, streak, reasons = done + 1, 0, []
-            log.info("trial %d %s (val/mase %s): %d/%d finished", trial.number,
-                     trial.state.name.lower(), f"{trial.value:.4g}" if trial.value is not None
-                     else "-", finished + 1, n)
+            log.info(
+                "trial %d %s (val/mase %s): %d/%d finished",
+                trial.number,
+                trial.state.name.lower(),
+                f"{trial.value:.4g}" if trial.value is not None else "-",
+                finished + 1,
+                n,
+            )
             continue
         if trial.user_attrs.get("surplus"):
             continue
@@ -83,8 +93,13 @@ def run_trials(
             )
 
 
-def wait_for_trials(study: optuna.Study, n_trials: int, timeout: float | None,
-                    poll: float = 2.0, heartbeat_interval: int | None = None) -> int:
+def wait_for_trials(
+    study: optuna.Study,
+    n_trials: int,
+    timeout: float | None,
+    poll: float = 2.0,
+    heartbeat_interval: int | None = None,
+) -> int:
     """With no local workers: wait until external workers finish the study (or timeout)."""
     start = time.monotonic()
     seen = -1
@@ -94,8 +109,12 @@ def wait_for_trials(study: optuna.Study, n_trials: int, timeout: float | None,
         if done >= n_trials:
             return done
         if done != seen:
-            log.info("study %s: %d/%d trials finished; waiting for `seqlab tune-worker` processes",
-                     study.study_name, done, n_trials)
+            log.info(
+                "study %s: %d/%d trials finished; waiting for `seqlab tune-worker` processes",
+                study.study_name,
+                done,
+                n_trials,
+            )
             seen = done
         if timeout is not None and time.monotonic() - start > timeout:
             raise TimeoutError(

@@ -45,15 +45,26 @@ def top_up(study: optuna.Study, cfg: PipelineConfig, objective: Objective) -> di
             raise
         reaped += reap_dead_trials(study, t.heartbeat_interval)  # trials of crashed workers
         if any(codes) and finished_count(study) < t.n_trials:
-            raise TuningError(f"tuning workers exited with codes {codes} with "
-                              f"{finished_count(study)}/{t.n_trials} trials finished; "
-                              f"failures: {failure_summary(study)}")
-    return {"mode": mode, "workers": len(slots), "orphaned_failed": sorted(reaped),
-            "finished_before": before, "finished_after": finished_count(study)}
+            raise TuningError(
+                f"tuning workers exited with codes {codes} with "
+                f"{finished_count(study)}/{t.n_trials} trials finished; "
+                f"failures: {failure_summary(study)}"
+            )
+    return {
+        "mode": mode,
+        "workers": len(slots),
+        "orphaned_failed": sorted(reaped),
+        "finished_before": before,
+        "finished_after": finished_count(study),
+    }
 
 
-def tune_study(cfg: PipelineConfig, series: SeriesData, tracking: dict[str, str] | None = None,
-               extra_callbacks: CallbackFactory | None = None) -> TuningResult:
+def tune_study(
+    cfg: PipelineConfig,
+    series: SeriesData,
+    tracking: dict[str, str] | None = None,
+    extra_callbacks: CallbackFactory | None = None,
+) -> TuningResult:
     """Open (or create, warm-started) the study of this data and config, top it up to
     ``tune.n_trials``, and summarise it. ``tune.n_trials=0`` trains the given parameters."""
     if cfg.tune.n_trials == 0:
@@ -61,12 +72,22 @@ def tune_study(cfg: PipelineConfig, series: SeriesData, tracking: dict[str, str]
     storage = make_storage(cfg.tune.storage, cfg.tune.heartbeat_interval)
     opened = open_study(cfg, storage, series.digest)
     if opened.warm_started_from:
-        log.warning("data or settings changed since study %s: tuning anew in study %s, "
-                    "warm-started with its best parameters %s", opened.warm_started_from,
-                    opened.study.study_name, opened.warm_start_params)
+        log.warning(
+            "data or settings changed since study %s: tuning anew in study %s, "
+            "warm-started with its best parameters %s",
+            opened.warm_started_from,
+            opened.study.study_name,
+            opened.warm_start_params,
+        )
     publish(opened.study, cfg, series.digest, tracking)
-    objective = Objective(cfg, series, cfg.tune.n_trials, tracking_from_dict(tracking),
-                          extra_callbacks)
+    objective = Objective(
+        cfg, series, cfg.tune.n_trials, tracking_from_dict(tracking), extra_callbacks
+    )
     done = top_up(opened.study, cfg, objective)
-    return summarise(opened.study, n_trials=cfg.tune.n_trials,
-                     warm_started_from=opened.warm_started_from, created=opened.created, **done)
+    return summarise(
+        opened.study,
+        n_trials=cfg.tune.n_trials,
+        warm_started_from=opened.warm_started_from,
+        created=opened.created,
+        **done,
+    )

@@ -18,11 +18,21 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
             out[name] = trial.suggest_categorical(name, spec.choices)  # type: ignore[arg-type]
         elif spec.type == "int":
             step = int(spec.step) if spec.step else 1
-            out[name] = trial.suggest_int(name, int(spec.low), int(spec.high),  # type: ignore[arg-type]
-                                          step=step, log=spec.log)
+            out[name] = trial.suggest_int(
+                name,
+                int(spec.low),
+                int(spec.high),  # type: ignore[arg-type]
+                step=step,
+                log=spec.log,
+            )
         else:
-            out[name] = trial.suggest_float(name, spec.low, spec.high,  # type: ignore[arg-type]
-                                            step=spec.step, log=spec.log)
+            out[name] = trial.suggest_float(
+                name,
+                spec.low,
+                spec.high,  # type: ignore[arg-type]
+                step=spec.step,
+                log=spec.log,
+            )
     return out
 
 
@@ -67,7 +77,9 @@ def largest_model_params(cfg: PipelineConfig) -> int | None:
         layers = max(int(v) for v in values("model.num_layers", cfg.model.num_layers))
         horizon = max(int(v) for v in values("window.horizon", cfg.window.horizon))
         n_features = 1 + len(cfg.data.covariates)
-        return max(recurrent_params(str(c), n_features, hidden, layers, horizon)
-                   for c in values("model.cell", cfg.model.cell))
+        return max(
+            recurrent_params(str(c), n_features, hidden, layers, horizon)
+            for c in values("model.cell", cfg.model.cell)
+        )
     except (KeyError, TypeError, ValueError):
         return None

@@ -33,8 +33,18 @@ ATTR_WARM_START = "seqlab.warm_started_from"
 # Settings that do not change a trial's result: where and how fast trials run, where runs go.
 _NOT_IN_FINGERPRINT = {
     "name": None,
-    "tune": {"n_trials", "timeout", "storage", "study_name", "workers", "trials_per_gpu",
-             "heartbeat_interval", "wait_timeout", "max_fail_streak"},
+    "data": {"source"},  # the digest identifies the data wherever the file lives
+    "tune": {
+        "n_trials",
+        "timeout",
+        "storage",
+        "study_name",
+        "workers",
+        "trials_per_gpu",
+        "heartbeat_interval",
+        "wait_timeout",
+        "max_fail_streak",
+    },
     "train": {"device", "precision", "num_threads"},
     "eval": {"plot"},
     "tracking": None,
@@ -90,22 +100,31 @@ def make_sampler(cfg: PipelineConfig, seed_offset: int = 0) -> optuna.samplers.B
     """TPE with the configured seed; each worker gets its own offset (same seed, same params)."""
     t = cfg.tune
     seed = None if t.sampler_seed is None else t.sampler_seed + seed_offset
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.n_startup_trials,
-                                      constant_liar=True)  # running trials steer others away
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=t.n_startup_trials, constant_liar=True
+    )  # running trials steer others away
 
 
 def make_pruner(cfg: PipelineConfig) -> optuna.pruners.BasePruner:
     t = cfg.tune
-    return optuna.pruners.MedianPruner(n_startup_trials=t.n_startup_trials,
-                                       n_warmup_steps=t.n_warmup_steps)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=t.n_startup_trials, n_warmup_steps=t.n_warmup_steps
+    )
 
 
 def family(storage: optuna.storages.BaseStorage, base: str) -> list[str]:
     """Studies of one base name (``<base>-<fingerprint>``, or ``<base>`` itself), oldest first."""
     studies = storage.get_all_studies()
-    named = [(s._study_id, s.study_name) for s in studies
-             if s.study_name == base or (s.study_name.startswith(base + "-")
-                                         and len(s.study_name) == len(base) + 11)]
+
+    def of_family(name: str) -> bool:
+        suffix = name[len(base) + 1 :]
+        return name == base or (
+            name.startswith(base + "-")
+            and len(suffix) == 10
+            and all(c in "0123456789abcdef" for c in suffix)
+        )
+
+    named = [(s._study_id, s.study_name) for s in studies if of_family(s.study_name)]
     return [name for _, name in sorted(named)]
 
 
@@ -117,8 +136,9 @@ class OpenedStudy:
     warm_start_params: dict[str, Any]
 
 
-def previous_best(storage: optuna.storages.BaseStorage, names: list[str]
-                  ) -> tuple[str | None, dict[str, Any]]:
+def previous_best(
+    storage: optuna.storages.BaseStorage, names: list[str]
+) -> tuple[str | None, dict[str, Any]]:
     """The newest study among ``names`` with a completed trial, and its best parameters."""
     for name in reversed(names):
         study = optuna.load_study(study_name=name, storage=storage)
@@ -128,15 +148,21 @@ def previous_best(storage: optuna.storages.BaseStorage, names: list[str]
     return None, {}
 
 
-def open_study(cfg: PipelineConfig, storage: optuna.storages.BaseStorage, digest: str
-               ) -> OpenedStudy:
+def open_study(
+    cfg: PipelineConfig, storage: optuna.storages.BaseStorage, digest: str
+) -> OpenedStudy:
     """Resume this data and config's study, or create it warm-started from the last one."""
     name = study_name_for(cfg, digest)
     earlier = [n for n in family(storage, cfg.study_name) if n != name]
     exists = name in family(storage, cfg.study_name)
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize",
-                                sampler=make_sampler(cfg), pruner=make_pruner(cfg),
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="minimize",
+        sampler=make_sampler(cfg),
+        pruner=make_pruner(cfg),
+        load_if_exists=True,
+    )
     if exists or study.get_trials(deepcopy=False):
         return OpenedStudy(study, False, study.user_attrs.get(ATTR_WARM_START), {})
     source, params = previous_best(storage, earlier)
@@ -156,8 +182,12 @@ def resolve_study_name(storage: optuna.storages.BaseStorage, name: str) -> str:
     return names[-1]
 
 
-def load_study(name: str, storage: optuna.storages.BaseStorage | str,
-               cfg: PipelineConfig | None = None, seed_offset: int = 0) -> optuna.Study:
+def load_study(
+    name: str,
+    storage: optuna.storages.BaseStorage | str,
+    cfg: PipelineConfig | None = None,
+    seed_offset: int = 0,
+) -> optuna.Study:
     """Load a study by name; with ``cfg``, with the configured sampler (offset seed) and pruner."""
     kwargs: dict[str, Any] = {}
     if cfg is not None:
@@ -165,7 +195,9 @@ def load_study(name: str, storage: optuna.storages.BaseStorage | str,
     try:
         return optuna.load_study(study_name=name, storage=storage, **kwargs)
     except KeyError:
-        raise ValueError(f"study {name!r} not found in the storage; start it with `seqlab run`") from None
+        raise ValueError(
+            f"study {name!r} not found in the storage; start it with `seqlab run`"
+        ) from None
 
 
 def publish(study: optuna.Study, cfg: PipelineConfig, digest: str, tracking: dict | None) -> None:

@@ -36,8 +36,11 @@ class TuningResult:
 
 def failure_reasons(study: optuna.Study, last: int = 10) -> dict[int, str]:
     """Reasons of the last failed trials (surplus trials of worker races left out)."""
-    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-              if not t.user_attrs.get("surplus")]
+    failed = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if not t.user_attrs.get("surplus")
+    ]
     return {t.number: str(t.user_attrs.get("fail_reason", "")) for t in failed[-last:]}
 
 
@@ -51,7 +54,8 @@ def summarise(study: optuna.Study, **extra: Any) -> TuningResult:
         best_trial=best.number if best else None,
         best_value=best.value if best else None,
         best_params=dict(best.params) if best else {},
-        best_epoch=int(best.user_attrs["best_epoch"]) if best and "best_epoch" in best.user_attrs
+        best_epoch=int(best.user_attrs["best_epoch"])
+        if best and "best_epoch" in best.user_attrs
         else None,
         fail_reasons=failure_reasons(study),
         running_trials=sorted(t.number for t in trials if t.state == TrialState.RUNNING),

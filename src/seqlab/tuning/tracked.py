@@ -13,10 +13,15 @@ from seqlab.tuning.session import tune_study
 from seqlab.tuning.summary import TuningResult
 
 
-def tune_under_run(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef,
-                   extra_callbacks: CallbackFactory | None = None) -> TuningResult:
+def tune_under_run(
+    cfg: PipelineConfig,
+    series: SeriesData,
+    run: tracking.RunRef,
+    extra_callbacks: CallbackFactory | None = None,
+) -> TuningResult:
     result = tune_study(cfg, series, run.trial_spec(), extra_callbacks)
     if result.tuned:
-        tracking.fail_dangling_trial_runs(run.tracking_uri, run.experiment_id, result.study,
-                                          set(result.running_trials))
+        tracking.fail_dangling_trial_runs(
+            run.tracking_uri, run.experiment_id, result.study, set(result.running_trials)
+        )
     return result

@@ -63,14 +63,17 @@ def tracking_from_dict(spec: dict[str, Any] | None) -> TrialTracking | None:
     return MlflowTrialTracking(**spec)
 
 
-def objective_for_study(study: optuna.Study, extra_callbacks: CallbackFactory | None = None
-                        ) -> Objective:
+def objective_for_study(
+    study: optuna.Study, extra_callbacks: CallbackFactory | None = None
+) -> Objective:
     """Rebuild the objective from what the pipeline published on the study."""
     from seqlab.pipeline import ingest, validate_data
 
     attrs = study.user_attrs
     if ATTR_CONFIG not in attrs:
-        raise ValueError(f"study {study.study_name!r} was not created by seqlab (no config attached)")
+        raise ValueError(
+            f"study {study.study_name!r} was not created by seqlab (no config attached)"
+        )
     cfg = build_config(attrs[ATTR_CONFIG])
     series = validate_data(ingest(cfg), cfg)
     if attrs.get(ATTR_DIGEST) and series.digest != attrs[ATTR_DIGEST]:
@@ -78,12 +81,18 @@ def objective_for_study(study: optuna.Study, extra_callbacks: CallbackFactory | 
             f"data at {cfg.data.source} differs from the study's (digest {series.digest[:12]} != "
             f"{attrs[ATTR_DIGEST][:12]}); give this host the same data file"
         )
-    return Objective(cfg, series, cfg.tune.n_trials, tracking_from_dict(attrs.get(ATTR_TRACKING)),
-                     extra_callbacks)
+    return Objective(
+        cfg,
+        series,
+        cfg.tune.n_trials,
+        tracking_from_dict(attrs.get(ATTR_TRACKING)),
+        extra_callbacks,
+    )
 
 
-def await_study(name: str, storage: optuna.storages.BaseStorage, timeout: float = 0.0,
-                poll: float = 1.0) -> optuna.Study:
+def await_study(
+    name: str, storage: optuna.storages.BaseStorage, timeout: float = 0.0, poll: float = 1.0
+) -> optuna.Study:
     """Load a study published by the pipeline, waiting up to ``timeout`` s for it to appear.
 
     Waiting lets a scheduler start workers and the pipeline together, in any order.
@@ -100,9 +109,15 @@ def await_study(name: str, storage: optuna.storages.BaseStorage, timeout: float 
         time.sleep(poll)
 
 
-def run_worker(study_name: str, storage_url: str, timeout: float | None = None,
-               keep_on_oom: bool = True, heartbeat_interval: int | None = None,
-               wait_for_study: float = 0.0, extra_callbacks: CallbackFactory | None = None) -> int:
+def run_worker(
+    study_name: str,
+    storage_url: str,
+    timeout: float | None = None,
+    keep_on_oom: bool = True,
+    heartbeat_interval: int | None = None,
+    wait_for_study: float = 0.0,
+    extra_callbacks: CallbackFactory | None = None,
+) -> int:
     """Join a study: run trials until it holds ``n_trials``; returns how many this worker ran.
 
     The heartbeat interval defaults to the study's ``tune.heartbeat_interval``.
@@ -112,10 +127,17 @@ def run_worker(study_name: str, storage_url: str, timeout: float | None = None,
     cfg = objective.cfg
     interval = heartbeat_interval or cfg.tune.heartbeat_interval
     objective.heartbeat_interval = interval
-    study = load_study(published.study_name, make_storage(storage_url, interval), cfg,
-                       worker_seed_offset())
-    return run_trials(study, objective, timeout=timeout, keep_on_oom=keep_on_oom,
-                      max_fail_streak=max_fail_streak(cfg))
+    study = load_study(
+        published.study_name, make_storage(storage_url, interval), cfg, worker_seed_offset()
+    )
+    log.info("joined study %s", study.study_name)
+    return run_trials(
+        study,
+        objective,
+        timeout=timeout,
+        keep_on_oom=keep_on_oom,
+        max_fail_streak=max_fail_streak(cfg),
+    )
 
 
 def interrupt_on_sigterm() -> None:
@@ -131,20 +153,40 @@ def main(argv: list[str] | None = None, extra_callbacks: CallbackFactory | None 
     p = argparse.ArgumentParser(prog="seqlab-worker", description="Join a seqlab tuning study.")
     p.add_argument("--study", required=True)
     p.add_argument("--storage", required=True)
-    p.add_argument("--timeout", type=float, default=None,
-                   help="stop launching trials after this many seconds")
-    p.add_argument("--heartbeat-interval", type=int, default=None,
-                   help="seconds between trial heartbeats (default: the study's)")
-    p.add_argument("--leave-on-oom", action="store_true",
-                   help="leave after a CUDA out-of-memory error (extra workers sharing a GPU)")
-    p.add_argument("--wait-for-study", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for `seqlab run` to publish the study")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="stop launching trials after this many seconds"
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=None,
+        help="seconds between trial heartbeats (default: the study's)",
+    )
+    p.add_argument(
+        "--leave-on-oom",
+        action="store_true",
+        help="leave after a CUDA out-of-memory error (extra workers sharing a GPU)",
+    )
+    p.add_argument(
+        "--wait-for-study",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for `seqlab run` to publish the study",
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
     interrupt_on_sigterm()
     try:
-        done = run_worker(a.study, a.storage, a.timeout, not a.leave_on_oom, a.heartbeat_interval,
-                          a.wait_for_study, extra_callbacks)
+        done = run_worker(
+            a.study,
+            a.storage,
+            a.timeout,
+            not a.leave_on_oom,
+            a.heartbeat_interval,
+            a.wait_for_study,
+            extra_callbacks,
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

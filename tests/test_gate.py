@@ -17,10 +17,21 @@ def bt(errors: list[float], snaive: float = 1.0, windows: list[int] | None = Non
     rows = []
     for w, e in zip(windows, errors):
         cutoff = pd.Timestamp("2024-01-01") + pd.Timedelta(days=10 * w)
-        rows.append(pd.DataFrame({
-            "unique_id": "a", "window": w, "cutoff": cutoff,
-            "ds": pd.date_range(cutoff + pd.Timedelta(days=1), periods=2, freq="D"),
-            "y": 0.0, "model": e, "naive": 5.0, "seasonal_naive": snaive, "mase_scale": 1.0}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "unique_id": "a",
+                    "window": w,
+                    "cutoff": cutoff,
+                    "ds": pd.date_range(cutoff + pd.Timedelta(days=1), periods=2, freq="D"),
+                    "y": 0.0,
+                    "model": e,
+                    "naive": 5.0,
+                    "seasonal_naive": snaive,
+                    "mase_scale": 1.0,
+                }
+            )
+        )
     return score_backtest(pd.concat(rows, ignore_index=True), season=1)
 
 
@@ -36,13 +47,16 @@ def test_first_model_becomes_champion_only_when_it_beats_seasonal_naive() -> Non
     assert decide(bt([1.5, 1.2]), "mase", require_beat_baseline=False).promote
 
 
-@pytest.mark.parametrize("mine, theirs, margin, promote", [
-    ([0.5, 0.6], [0.7, 0.8], 0.0, True),     # better
-    ([0.7, 0.8], [0.7, 0.8], 0.0, False),    # tie keeps the champion
-    ([0.8, 0.9], [0.7, 0.8], 0.0, False),    # worse
-    ([0.74, 0.74], [0.75, 0.75], 0.05, False),  # better, but inside the 5% margin
-    ([0.6, 0.6], [0.75, 0.75], 0.05, True),  # better by more than the margin
-])
+@pytest.mark.parametrize(
+    "mine, theirs, margin, promote",
+    [
+        ([0.5, 0.6], [0.7, 0.8], 0.0, True),  # better
+        ([0.7, 0.8], [0.7, 0.8], 0.0, False),  # tie keeps the champion
+        ([0.8, 0.9], [0.7, 0.8], 0.0, False),  # worse
+        ([0.74, 0.74], [0.75, 0.75], 0.05, False),  # better, but inside the 5% margin
+        ([0.6, 0.6], [0.75, 0.75], 0.05, True),  # better by more than the margin
+    ],
+)
 def test_gate_margin_and_ties(mine, theirs, margin, promote) -> None:
     champ = ChampionScores("3", RETRAINED, bt(theirs))
     d = decide(bt(mine), "mase", margin, champion=champ)
