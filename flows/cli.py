@@ -7,6 +7,7 @@ and exit with status 2; nothing is registered and no alias moves when that happe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,16 +40,52 @@ def _fail(message: str, code: int = 2) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from seqlab.config import ConfigError
     from seqlab.data import DataError
-    from seqlab.registry import RegistryError
+    from seqlab.errors import RegistryError
 
     return ConfigError, DataError, RegistryError
 
 
-def _split_config_args(args: list[str] | None) -> tuple[str, list[str]]:
+def _split_config_args(args: list[str] | None) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``; no config means the shipped defaults (seqlab:default.yaml)."""
     args = list(args or [])
     if args and "=" not in args[0]:
         return args[0], args[1:]
-    return "conf/default.yaml", args
+    return None, args
+
+
+def _quiet(verbose: bool) -> None:
+    """Normal runs show seqlab's progress and summary; --verbose shows every library's logs."""
+    if verbose:
+        return
+    for key, value in {
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # "Downloading artifacts" bars
+        "MLFLOW_LOGGING_LEVEL": "ERROR",  # CloudPickle and signature notices
+        "PREFECT_LOGGING_LEVEL": "WARNING",  # per-task state lines (kept in --verbose)
+        "SEQLAB_LOG_LEVEL": "WARNING",  # trial lines: the progress bar shows them
+    }.items():
+        os.environ.setdefault(key, value)
+    import warnings
+
+    for module in ("mlflow", "optuna", "pydantic", "torch", "sqlalchemy", "alembic"):
+        warnings.filterwarnings("ignore", module=module)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
+
+
+class _RichProgress:
+    """A progress bar per reported task (trials, epochs of the running trial)."""
+
+    def __init__(self, progress) -> None:
+        self.progress, self.tasks = progress, {}
+
+    def update(self, task: str, completed: int, total: int, info: str = "") -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        self.progress.update(
+            self.tasks[task], completed=completed, total=total, description=f"{task:<7} {info}"
+        )
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -56,33 +93,86 @@ def run(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            help="[CONFIG] [key=value ...], e.g. conf/default.yaml model.cell=gru tune.n_trials=30"
+            help="[CONFIG] [key=value ...]; no CONFIG: the bundled AirPassengers defaults. "
+            "e.g. conf/default.yaml model.cell=gru tune.n_trials=30"
         ),
     ] = None,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,
     trigger: Annotated[str, typer.Option(help="Recorded as the run's trigger tag.")] = "manual",
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every library's logs and warnings.")
+    ] = False,
 ) -> None:
-    """Run the training flow: tune, fit, evaluate, register and promote."""
+    """Run the training flow: tune, refit, backtest, register and promote."""
     config, overrides = _split_config_args(args)
+    _quiet(verbose)
+    from seqlab.checks import ingest, validate_data
     from seqlab.config import load_config
 
-    try:
-        load_config(config, overrides)  # fail before starting Prefect on a bad config
+    try:  # user errors (config, data) before any server starts
+        cfg = load_config(config, overrides)
+        validate_data(ingest(cfg), cfg)
     except _user_errors() as e:
         _fail(str(e))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from flows.training import training_pipeline
+    from seqlab import progress
     from seqlab.report import render_rich
 
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=verbose,
+    )
     try:
-        summary = training_pipeline(config, overrides, trigger=trigger)
+        with bar, progress.showing(_RichProgress(bar)):
+            summary = training_pipeline(config, overrides, trigger=trigger)
     except _user_errors() as e:
         _fail(str(e))
     render_rich(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write seqlab.yaml.")] = Path("."),
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Your CSV/Parquet file (long format).")
+    ] = "",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing seqlab.yaml.")] = False,
+) -> None:
+    """Write a starter config for your own data, with the columns' roles guessed."""
+    from seqlab.checks import validate_data
+    from seqlab.config import load_config
+    from seqlab.data import load_raw
+    from seqlab.starter import guess_roles, starter_yaml
+
+    target = directory / "seqlab.yaml"
+    if not data:
+        _fail("seqlab init needs --data PATH: the CSV or Parquet file to forecast")
+    if target.exists() and not force:
+        _fail(f"{target} exists; pass --force to overwrite it")
+    try:
+        raw = load_raw(data)
+        text = starter_yaml(data, guess_roles(raw))
+    except _user_errors() as e:
+        _fail(str(e))
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    typer.echo(f"wrote {target}: check the guessed columns, then `seqlab run {target}`")
+    try:  # say now if the data does not fit the starter settings
+        cfg = load_config(target)
+        validate_data(raw, cfg)
+    except _user_errors() as e:
+        typer.echo(f"note: {e}", err=True)
 
 
 @app.command("tune-worker")
@@ -155,6 +245,12 @@ def forecast(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Forecast the next horizon with a registered model (the champion by default)."""
+    from seqlab.registry import resolve_version
+
+    try:  # an unknown model, alias or version fails here, before any server starts
+        resolve_version(_client(tracking_uri), model, None if version else alias, version)
+    except _user_errors() as e:
+        _fail(str(e))
     from flows.forecast import forecast_flow
 
     try:
@@ -265,7 +361,9 @@ def ui(
 
 @app.command()
 def serve(
-    config: Annotated[str, typer.Argument(help="Training config.")] = "conf/default.yaml",
+    config: Annotated[
+        str, typer.Argument(help="Training config (default: the bundled AirPassengers run).")
+    ] = "seqlab:default.yaml",
     train_cron: Annotated[
         str | None, typer.Option(help="Cron for training, e.g. '0 3 * * *'.")
     ] = "0 3 * * *",

@@ -206,6 +206,7 @@ def promote_task(
     r = cfg.registry
     decision = promotion.decide(bt, r.metric, r.margin, r.require_beat_baseline, champion)
     registry.record_decision(client, name, version, decision.tags(), run.run_id)
+    client.update_model_version(name, version, description=promotion.decision_markdown(decision))
     tracking.log_dict(run, decision.figures(), "promotion/decision.json")
     if decision.promote:
         registry.move_alias(
@@ -258,7 +259,8 @@ def _prefect_tags() -> dict[str, str]:
 def _show_seqlab_logs() -> None:
     """Trial progress from seqlab's own loggers on the console (and in Prefect's run logs)."""
     logger = logging.getLogger("seqlab")
-    logger.setLevel(logging.INFO)
+    # `seqlab run` shows trials as a progress bar and sets WARNING; plain flow runs log them.
+    logger.setLevel(os.environ.get("SEQLAB_LOG_LEVEL", "INFO").upper())
     if not any(getattr(h, "_seqlab", False) for h in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(

@@ -292,10 +292,29 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+PACKAGED = "seqlab:"
+"""Prefix of the configs that ship with seqlab (``seqlab:default.yaml``, ``seqlab:base.yaml``,
+``seqlab:presets/keras-classic.yaml``): the repository's ``conf/`` folder, installed as package
+data so that ``seqlab run`` works from any folder."""
+DEFAULT_CONFIG = PACKAGED + "default.yaml"
+
+
+def packaged_config(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("seqlab.conf").joinpath(name)))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    text = str(path)
+    return packaged_config(text.removeprefix(PACKAGED)) if text.startswith(PACKAGED) else Path(path)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+    p = resolve_config_path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p} (pass an existing YAML file)")
+        hint = "pass an existing YAML file, or none for the built-in defaults"
+        raise ConfigError(f"config file not found: {path} ({hint}; `seqlab init` writes one)")
     try:
         loaded = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
@@ -305,7 +324,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     # `defaults: [other.yaml, ...]` composes files, relative to this one, the later ones winning.
     merged: dict[str, Any] = {}
     for parent in loaded.pop("defaults", []) or []:
-        merged = _merge(merged, read_yaml(p.parent / parent))
+        ref = parent if str(parent).startswith(PACKAGED) else p.parent / parent
+        merged = _merge(merged, read_yaml(ref))
     return _merge(merged, loaded)
 
 
@@ -319,8 +339,9 @@ def build_config(data: dict[str, Any]) -> PipelineConfig:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
 ) -> PipelineConfig:
-    """Load a YAML config (or the defaults) and apply ``key=value`` overrides."""
-    data = read_yaml(path) if path else {}
+    """Load a YAML config (the packaged ``default.yaml`` when none is given: the bundled
+    AirPassengers run) and apply ``key=value`` overrides."""
+    data = read_yaml(path or DEFAULT_CONFIG)
     if overrides:
         ov = parse_override_args(overrides) if isinstance(overrides, list) else overrides
         data = apply_overrides(data, ov)

@@ -303,7 +303,7 @@ def validate(
             sid, n = short.index[0], int(short.iloc[0])
             raise DataError(
                 f"series {sid!r} has {n} points but needs at least {min_length} "
-                "(input_size + horizon for one training window, + validation + test horizon); "
+                "(input_size + horizon for one training window, + validation + backtest windows); "
                 "shorten window.input_size/window.horizon or provide more history"
             )
     frame[value_cols] = frame[value_cols].astype("float64")

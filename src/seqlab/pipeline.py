@@ -16,27 +16,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from seqlab.checks import ingest, required_length, validate_data  # noqa: F401 (re-exported)
 from seqlab.config import PipelineConfig, with_overrides
-from seqlab.data import SeriesData, load_raw, season_length, validate
+from seqlab.data import SeriesData, season_length
 from seqlab.devices import resolve_device
 from seqlab.evaluate import Backtest, backtest
 from seqlab.inference import forecast_series, model_meta, training_end
 from seqlab.models import RecurrentForecaster, build_model
 from seqlab.train import Callback, DeviceData, History, fit, seed_everything
-from seqlab.windows import PreparedData, backtest_offsets, min_length, prepare
-
-
-def ingest(cfg: PipelineConfig) -> pd.DataFrame:
-    """Read the configured source (bundled name, CSV or Parquet) as it is."""
-    return load_raw(cfg.data.source)
-
-
-def required_length(cfg: PipelineConfig) -> int:
-    return min_length(cfg.window.input_size, cfg.window.horizon, cfg.val_size, cfg.test_size)
-
-
-def validate_data(raw: pd.DataFrame, cfg: PipelineConfig) -> SeriesData:
-    return validate(raw, cfg.data, min_length=required_length(cfg), source=cfg.data.source)
+from seqlab.windows import PreparedData, backtest_offsets, prepare
 
 
 def season_for(cfg: PipelineConfig, freq: str) -> int:

@@ -86,6 +86,26 @@ class Decision:
         }
 
 
+def decision_markdown(d: Decision) -> str:
+    """The decision and the scores behind it, for the model version's page in the MLflow UI."""
+    verdict = "**Promoted to champion**" if d.promote else "**Not promoted**"
+    lines = [
+        f"{verdict}: {d.reason}",
+        "",
+        f"Compared on `{d.metric}` ({d.comparison}); seasonal naive on all backtest windows: "
+        f"{'-' if d.baseline is None else f'{d.baseline:.4f}'}.",
+        "",
+        "| window | cutoff | challenger | champion |",
+        "|---:|---|---:|---:|",
+    ]
+    champ = d.champion_scores or [None] * len(d.windows)
+    for w, c, mine, theirs in zip(d.windows, d.cutoffs, d.challenger_scores, champ):
+        lines.append(
+            f"| {w} | {c[:10]} | {mine:.4f} | {'-' if theirs is None else f'{theirs:.4f}'} |"
+        )
+    return "\n".join(lines)
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 

@@ -17,12 +17,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from seqlab.errors import RegistryError  # noqa: F401 (raised here, re-exported)
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 AUDIT_PREFIX = "seqlab.audit."
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot be done as asked; the message says why."""
 
 
 def register(
@@ -145,7 +143,27 @@ def move_alias(
     # Audit first: a failure after it leaves a record of an attempted move, never a silent one.
     client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{seq:06d}", move.to_json())
     client.set_registered_model_alias(name, alias, str(version))
+    # The same trail, readable on the model's page in the MLflow UI.
+    client.update_registered_model(name, description=audit_markdown([*history, move]))
     return move
+
+
+def audit_markdown(moves: list[AliasMove], last: int = 30) -> str:
+    """The alias history as a Markdown table, newest first (the registered model's description)."""
+    lines = [
+        "Recurrent forecaster trained and promoted by seqlab. Alias history (newest first; the "
+        "full trail is in the `seqlab.audit.*` tags):",
+        "",
+        "| # | time (UTC) | alias | from | to | mode | reason |",
+        "|---:|---|---|---:|---:|---|---|",
+    ]
+    for m in list(reversed(moves))[:last]:
+        reason = m.reason.replace("|", "/").replace("\n", " ")
+        lines.append(
+            f"| {m.seq} | {m.time} | {m.alias} | {m.from_version or '-'} | "
+            f"{m.to_version} | {m.mode} | {reason} |"
+        )
+    return "\n".join(lines)
 
 
 def record_decision(
@@ -253,10 +271,21 @@ def versions_table(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
 
 
+def require_model(client: MlflowClient, name: str) -> None:
+    """Raise a one-line error naming the known models when ``name`` is not registered."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        known = sorted(m.name for m in client.search_registered_models(max_results=20))
+        hint = f"registered models: {', '.join(known)}" if known else "no model is registered yet"
+        raise RegistryError(f"no registered model named {name!r} ({hint})") from None
+
+
 def resolve_version(
     client: MlflowClient, name: str, alias: str | None = CHAMPION, version: str | None = None
 ) -> dict[str, str]:
     """Which version ``name@alias`` (or ``name/version``) is, as a loadable URI."""
+    require_model(client, name)
     try:
         if version is not None:
             mv = client.get_model_version(name, str(version))

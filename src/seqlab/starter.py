@@ -17,8 +17,9 @@ import pandas as pd
 from seqlab.data import DataError, infer_frequency, season_length
 
 TIME_NAMES = re.compile(r"^(ds|date|time|timestamp|datetime|day|week|month|period|year)$", re.I)
-TARGET_NAMES = re.compile(r"^(y|value|target|sales|demand|load|units|count|volume|price|close)$",
-                          re.I)
+TARGET_NAMES = re.compile(
+    r"^(y|value|target|sales|demand|load|units|count|volume|price|close)$", re.I
+)
 HORIZON_BY_SEASON = {12: 12, 4: 4, 52: 13, 7: 14, 5: 10, 24: 24, 60: 60, 1: 3}
 
 
@@ -46,8 +47,10 @@ def guess_roles(df: pd.DataFrame) -> Roles:
     times = [c for c in cols if TIME_NAMES.match(c) and _parses_as_time(df[c])]
     times = times or [c for c in cols if _parses_as_time(df[c])]
     if not times:
-        raise DataError(f"no column parses as dates (columns: {', '.join(cols)}); "
-                        "add a time column, e.g. 2024-01-31")
+        raise DataError(
+            f"no column parses as dates (columns: {', '.join(cols)}); "
+            "add a time column, e.g. 2024-01-31"
+        )
     time_col = times[0]
     numeric = [c for c in cols if c != time_col and pd.api.types.is_numeric_dtype(df[c])]
     if not numeric:
@@ -83,7 +86,8 @@ def starter_yaml(source: str, roles: Roles, base: str = "seqlab:base.yaml") -> s
         f"  series_id: {roles.series_id or 'null'}"
         + ("          # one global model over all series" if roles.series_id else ""),
         f"  covariates: []       # numeric columns you could add as inputs: [{covs}]"
-        if covs else "  covariates: []",
+        if covs
+        else "  covariates: []",
         f"  freq: {roles.freq or 'null'}" + ("" if roles.freq else "  # set it: MS, W, D, h..."),
         "  fill: error          # gaps: error | ffill | interpolate | zero",
         "",

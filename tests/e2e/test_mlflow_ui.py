@@ -147,3 +147,46 @@ def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
         assert (tmp_path / "mlruns" / "artifacts").is_dir()
     finally:
         ui.stop()
+
+
+def test_run_page_shows_the_summary_and_backtest_metrics(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
+    """The parent run reads well: its name has the cell and score, its description the table of
+    model vs baselines, its metrics the backtest means."""
+    parent, _ = _runs(finished_pipeline)
+    assert re.search(r"-(lstm|gru)-mase\d+\.\d{3}$", parent.info.run_name)
+    browser.get(
+        f"{mlflow_ui.url}/#/experiments/{parent.info.experiment_id}/runs/"
+        f"{parent.info.run_id}?workflowType=machine_learning"
+    )
+    _wait(
+        browser,
+        lambda d: "seasonal_naive" in d.find_element("tag name", "body").text,
+        "the run description with the model vs baselines table",
+    )
+    _wait(
+        browser,
+        lambda d: "test/mase" in d.find_element("tag name", "body").text,
+        "the test/mase metric on the run page",
+    )
+    text = browser.find_element("tag name", "body").text
+    assert parent.info.run_name in text
+    assert "backtest window" in text
+    shot = screenshot("run-overview")
+    assert shot.stat().st_size > 10_000
+
+
+def test_model_page_shows_the_audit_trail(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
+    browser.get(f"{mlflow_ui.url}/#/models/{MODEL}")
+    _wait(
+        browser,
+        lambda d: "Alias history" in d.find_element("tag name", "body").text,
+        "the alias history in the registered model's description",
+    )
+    text = browser.find_element("tag name", "body").text
+    assert "champion" in text and "automatic" in text
+    shot = screenshot("registered-model-audit")
+    assert shot.stat().st_size > 10_000

@@ -149,6 +149,13 @@ def test_rollback_walks_back_and_history(store) -> None:
     manual = next(m for m in moves if m["mode"] == "manual")
     assert manual["reason"] == "refit on all data" and manual["time"].endswith("Z")
 
+    # Readable in the UI: the trail as the registered model's description, each decision as
+    # its version's.
+    description = client.get_registered_model(NAME).description
+    assert "| champion | 4 | 2 | rollback | v4 misbehaves |" in description
+    assert "Not promoted" in client.get_model_version(NAME, "5").description
+    assert "| 2 |" in client.get_model_version(NAME, "5").description  # window 2's scores
+
     r = runner.invoke(app, ["models", NAME, "--tracking-uri", uri])
     assert r.exit_code == 0
     assert "alias history" in r.output and "refit on all data" in r.output

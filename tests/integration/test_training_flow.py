@@ -212,6 +212,26 @@ def test_batch_forecast_rejects_bad_history(first_run, tmp_path: Path, mutate, f
     assert not (tmp_path / "fc.csv").exists()
 
 
+def test_forecast_unknown_model_names_the_known_ones(first_run, tmp_path: Path) -> None:
+    tmp, _ = first_run
+    r = CliRunner().invoke(
+        app,
+        [
+            "forecast",
+            "seqlab-airpasengers",
+            "-i",
+            "x.csv",
+            "-o",
+            str(tmp_path / "fc.csv"),
+            "--tracking-uri",
+            f"sqlite:///{tmp}/mlflow.db",
+        ],
+    )
+    assert r.exit_code == 2
+    assert "no registered model named 'seqlab-airpasengers'" in r.output
+    assert "registered models: seqlab-airpassengers" in r.output
+
+
 def test_forecast_unknown_alias_is_a_clear_error(first_run, tmp_path: Path) -> None:
     tmp, _ = first_run
     with pytest.raises(RegistryError, match="has no alias @production"):

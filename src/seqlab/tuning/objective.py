@@ -19,6 +19,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from seqlab import progress
 from seqlab.config import PipelineConfig, with_overrides
 from seqlab.data import SeriesData
 from seqlab.pipeline import prepare_data, train_model
@@ -90,13 +91,22 @@ class PruningCallback(Callback):
 
 
 class _Progress(Callback):
-    def __init__(self) -> None:
+    """Tracks the epoch and best score (for pruned trials) and reports epochs to a progress bar."""
+
+    def __init__(self, trial_number: int = 0, max_epochs: int = 0) -> None:
         self.epoch = -1
         self.best = float("inf")
+        self.trial_number, self.max_epochs = trial_number, max_epochs
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epoch = epoch
         self.best = min(self.best, metrics.get("val/mase", metrics.get("val/loss", self.best)))
+        progress.report(
+            "epochs",
+            epoch + 1,
+            self.max_epochs,
+            f"trial {self.trial_number}, best val/mase {self.best:.4g}",
+        )
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -195,7 +205,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         handle: TrialRunHandle | None = None
-        progress = _Progress()
+        tracker = _Progress(trial.number, self.cfg.train.max_epochs)
         try:
             params = suggest(trial, self.cfg.tune.search_space)
             cfg = with_overrides(self.cfg, params)  # ConfigError on an invalid sampled value
@@ -204,7 +214,7 @@ class Objective:
                 handle = self.tracking.open(trial, params)
                 trial.set_user_attr("mlflow_run_id", handle.run_id)
             callbacks: list[Callback] = [
-                progress,
+                tracker,
                 PruningCallback(trial, cfg.tune.n_warmup_steps, cfg.tune.prune_interval),
             ]
             if handle is not None:
@@ -213,8 +223,8 @@ class Objective:
                 callbacks += self.extra_callbacks(trial)
             _, hist = train_model(prepared, cfg, callbacks)
         except optuna.TrialPruned as e:
-            trial.set_user_attr("epochs", progress.epoch + 1)
-            _close(handle, "PRUNED", {"val/best_mase": progress.best, **_gpu_peak()}, str(e))
+            trial.set_user_attr("epochs", tracker.epoch + 1)
+            _close(handle, "PRUNED", {"val/best_mase": tracker.best, **_gpu_peak()}, str(e))
             raise
         except Exception as e:
             reason = failure_reason(e)

@@ -8,6 +8,7 @@ import time
 import optuna
 from optuna.trial import FrozenTrial
 
+from seqlab import progress
 from seqlab.tuning.liveness import reap_dead_trials
 from seqlab.tuning.objective import TRIAL_ERRORS, Objective
 from seqlab.tuning.storage import FINISHED, finished_count, trial_counts
@@ -59,6 +60,7 @@ def run_trials(
     while True:
         reap_dead_trials(study, objective.heartbeat_interval)
         finished, running = trial_counts(study)
+        progress.report("trials", min(finished, n), n)
         if finished >= n or (timeout is not None and time.monotonic() - start >= timeout):
             return done
         if finished + running >= n:
@@ -67,6 +69,13 @@ def run_trials(
         trial = _run_one(study, objective)
         if trial.state in FINISHED:
             done, streak, reasons = done + 1, 0, []
+            value = f"{trial.value:.4g}" if trial.value is not None else "-"
+            progress.report(
+                "trials",
+                finished + 1,
+                n,
+                f"trial {trial.number} {trial.state.name.lower()} (val/mase {value})",
+            )
             log.info(
                 "trial %d %s (val/mase %s): %d/%d finished",
                 trial.number,

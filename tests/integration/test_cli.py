@@ -1,0 +1,99 @@
+"""The real `seqlab` command, as a new user types it: from any folder, errors in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from seqlab import servers
+
+pytestmark = pytest.mark.integration
+AIR = Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"
+TINY = [
+    "tune.n_trials=1",
+    "train.max_epochs=3",
+    "model.hidden_size=8",
+    "window.input_size=12",
+    "tune.search_space={model.cell: {type: categorical, choices: [gru]}}",
+]
+
+
+def seqlab(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        **servers.QUIET_ENV,
+        "PREFECT_HOME": str(cwd / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_from_any_folder_with_the_built_in_defaults(tmp_path) -> None:
+    out = seqlab(["run", *TINY], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()  # state lands where the user is
+    assert "mean over 3 backtest window(s)" in out.stdout and "seasonal_naive" in out.stdout
+    assert "model version : seqlab-airpassengers v1" in out.stdout
+    # A console that reads well: no third-party noise, and the summary lines unwrapped.
+    noise = ("Downloading artifacts", "CloudPickle", "Traceback", "Task run", "UserWarning")
+    assert not [n for n in noise if n in out.stdout + out.stderr], out.stderr[-2000:]
+    assert any(
+        line.startswith("promotion     : ") and "seasonal naive" in line
+        for line in out.stdout.splitlines()
+    )
+
+
+def _bad_csv(tmp: Path, case: str) -> str:
+    df = pd.read_csv(AIR)
+    if case == "missing_column":
+        df = df.rename(columns={"passengers": "pax"})
+    elif case == "gap":
+        df = df.drop(index=[50])
+    elif case == "too_short":
+        df = df.head(40)
+    elif case == "log_of_zero":
+        df.loc[10, "passengers"] = 0
+    path = tmp / f"{case}.csv"
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("missing_column", "column 'passengers' (data.target) not found"),
+        ("gap", "missing timestamp"),
+        ("too_short", "needs at least"),
+        ("log_of_zero", "window.transform=log needs a positive target"),
+        ("missing_file", "data file not found"),
+        ("bad_key", "model.cel: unknown key"),
+    ],
+)
+def test_user_errors_fail_before_any_server_in_one_line(tmp_path, case, fragment) -> None:
+    if case == "missing_file":
+        args = ["data.source=nope.csv"]
+    elif case == "bad_key":
+        args = ["model.cel=gru"]
+    else:
+        args = [f"data.source={_bad_csv(tmp_path, case)}"]
+    out = seqlab(["run", *TINY, *args], tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert "Traceback" not in out.stdout
+    assert not (tmp_path / "mlruns").exists()  # nothing logged, nothing registered
+    assert not (tmp_path / ".prefect").exists()  # no Prefect server was started
