@@ -32,7 +32,10 @@ for _k, _v in {
     os.environ.setdefault(_k, _v)
 
 
-def _fail(message: str, code: int = 2) -> None:
+EXIT_USER_ERROR, EXIT_TRAINING_ERROR = 2, 3
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -120,8 +123,10 @@ def run(
 
     from flows.training import training_pipeline
     from seqlab import progress
+    from seqlab.redact import move_secrets_to_env
     from seqlab.report import render_rich
 
+    overrides = move_secrets_to_env(overrides)  # Prefect stores flow parameters: no passwords
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -130,11 +135,15 @@ def run(
         transient=True,
         disable=verbose,
     )
+    from seqlab.errors import TrainingError
+
     try:
         with bar, progress.showing(_RichProgress(bar)):
             summary = training_pipeline(config, overrides, trigger=trigger)
     except _user_errors() as e:
         _fail(str(e))
+    except TrainingError as e:  # no usable model: the run is FAILED, nothing registered
+        _fail(str(e), EXIT_TRAINING_ERROR)
     render_rich(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -405,13 +414,17 @@ def serve(
         load_config(config, override or [])
     except _user_errors() as e:
         _fail(str(e))
+    from seqlab.redact import move_secrets_to_env
+
     serve_flows(
         config,
         train_cron if interval is None else None,
         forecast_cron,
         forecast_args,
         interval,
-        training_overrides=override or None,
+        # Deployment parameters are stored by Prefect: passwords stay in this process's
+        # environment, which the served flow runs inherit.
+        training_overrides=move_secrets_to_env(override or []) or None,
     )
 
 

@@ -332,6 +332,9 @@ def training_pipeline(
             warm_started_from=tuning.warm_started_from,
             replaced_by_tuning=replaced,
             served=cfg.registry.serve,
+            undefined_mase=sorted(
+                map(str, bt.frame.loc[bt.frame["mase_scale"].isna(), "unique_id"].unique())
+            ),
         )
         if cfg.registry.register_model:
             served = (

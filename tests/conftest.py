@@ -8,6 +8,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -120,3 +121,31 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+PG_SERVER = os.environ.get("SEQLAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database (dropped afterwards); skips when the server is unreachable."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(f"{PG_SERVER}/postgres", connect_timeout=3)
+    except psycopg2.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable at {PG_SERVER}: {str(e).strip()}")
+    admin.autocommit = True
+    name = f"seqlab_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    finally:
+        with admin.cursor() as cur:  # pooled connections of this process may still be open
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()

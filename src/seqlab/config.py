@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seqlab.redact import expand_env
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
@@ -37,6 +39,8 @@ class DataConfig(_Section):
     """What to do with missing timestamps (gaps): fail, or fill them."""
     nan_policy: Literal["error", "interpolate"] = "error"
     """What to do with NaN/inf target values."""
+    encoding: str = "utf-8"
+    """Text encoding of a CSV source (``latin-1``, ``cp1252``...)."""
 
 
 class WindowConfig(_Section):
@@ -137,6 +141,11 @@ class TuneConfig(_Section):
     """A worker stops with an error after this many failed trials in a row (a broken config)."""
     search_space: dict[str, ParamSpec] = Field(default_factory=dict)
 
+    @field_validator("storage")
+    @classmethod
+    def _storage_env(cls, v: str) -> str:
+        return expand_env(v, "tune.storage")
+
 
 class EvalConfig(_Section):
     season_length: int | None = Field(None, ge=1)
@@ -158,6 +167,11 @@ class TrackingConfig(_Section):
     """Defaults to ``seqlab-<dataset>``: runs of one dataset land in one experiment."""
     run_name: str | None = None
     trigger: str = "manual"
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri_env(cls, v: str | None) -> str | None:
+        return None if v is None else expand_env(v, "tracking.tracking_uri")
 
 
 class RegistryConfig(_Section):

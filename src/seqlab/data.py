@@ -8,6 +8,7 @@ regular time grid, with finite targets. Each problem found in the raw data raise
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pandas as pd
 
 from seqlab.config import DataConfig
 
+log = logging.getLogger("seqlab.data")
 DEFAULT_SERIES_ID = "series_0"
 BUNDLED = ("airpassengers",)
 
@@ -63,7 +65,7 @@ def resolve_source(source: str) -> Path:
     return path
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty: it needs a header and at least one row")
@@ -71,13 +73,20 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix in (".csv", ".txt", ".gz"):
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, encoding=encoding)
         else:
             raise DataError(
                 f"unsupported data file type {suffix!r} for {path}: use .csv or .parquet"
             )
     except DataError:
         raise
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"data file {path} is not {encoding} text (byte {e.object[e.start]:#04x} at position "
+            f"{e.start}); set data.encoding to its encoding, e.g. data.encoding=latin-1"
+        ) from None
+    except LookupError:
+        raise DataError(f"data.encoding {encoding!r} is not a known text encoding") from None
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data file {path} is empty: it needs a header and at least one row"
@@ -89,8 +98,8 @@ def read_table(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_raw(source: str) -> pd.DataFrame:
-    return read_table(resolve_source(source))
+def load_raw(source: str, encoding: str = "utf-8") -> pd.DataFrame:
+    return read_table(resolve_source(source), encoding)
 
 
 # ---------------------------------------------------------------- validation
@@ -133,8 +142,18 @@ def _parse_times(df: pd.DataFrame, col: str) -> pd.Series:
         raise DataError(f"time column {col!r} has an empty timestamp at row {row}")
     try:
         parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
-    except (TypeError, ValueError):
-        parsed = pd.to_datetime(raw, errors="coerce")
+    except (TypeError, ValueError) as e:
+        if "utc=True" in str(e) or "imezone" in str(e):
+            # Offsets that change (daylight saving, several sources): one clock, said aloud.
+            parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
+            log.warning(
+                "time column %r mixes UTC offsets (e.g. %s and %s): normalised to UTC",
+                col,
+                raw.iloc[0],
+                raw.iloc[-1],
+            )
+        else:
+            parsed = pd.to_datetime(raw, errors="coerce")
     if parsed.isna().any():
         raise DataError(
             f"time column {col!r} has unparseable timestamps (first {_first_bad(raw, parsed)}); "

@@ -15,6 +15,7 @@ import pandas as pd
 from seqlab.config import DataConfig, PipelineConfig
 from seqlab.data import DataError, SeriesData, validate
 from seqlab.models import RecurrentForecaster
+from seqlab.redact import redact_tree
 from seqlab.windows import Scaler, apply_transform, decode_forecasts, normalise_windows
 
 META_FORMAT = 2
@@ -54,7 +55,7 @@ def model_meta(
         "nan_policy": cfg.data.nan_policy,
         "training_end": trained_until,
         "epochs": epochs,
-        "config": cfg.model_dump(mode="json"),
+        "config": redact_tree(cfg.model_dump(mode="json")),  # shipped with the model
     }
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from seqlab.checks import ingest, required_length, validate_data  # noqa: F401 (re-exported)
 from seqlab.config import PipelineConfig, with_overrides
 from seqlab.data import SeriesData, season_length
 from seqlab.devices import resolve_device
+from seqlab.errors import TrainingError
 from seqlab.evaluate import Backtest, backtest
 from seqlab.inference import forecast_series, model_meta, training_end
 from seqlab.models import RecurrentForecaster, build_model
@@ -108,11 +110,24 @@ def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:
 
 
 def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig) -> Backtest:
-    """Rolling-origin backtest of a model trained before the first cutoff, and the baselines."""
-    return backtest(
+    """Rolling-origin backtest of a model trained before the first cutoff, and the baselines.
+
+    Raises :class:`TrainingError` when the model forecasts non-finite values: such a model is
+    never registered.
+    """
+    bt = backtest(
         series,
         backtest_offsets_for(cfg),
         cfg.window.horizon,
         season_for(cfg, series.freq),
         fitted.forecast,
     )
+    bad = bt.frame[~np.isfinite(bt.frame["model"])]
+    if len(bad):
+        row = bad.iloc[0]
+        raise TrainingError(
+            f"the trained model forecasts non-finite values ({row['model']} for series "
+            f"{row['unique_id']!r} at {row['ds']}); it is not registered: lower train.lr, set "
+            "train.grad_clip or rescale the data"
+        )
+    return bt

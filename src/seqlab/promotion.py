@@ -129,7 +129,13 @@ def decide(
         challenger_scores=challenger.scores("model", metric),
     )
     if not math.isfinite(score):
-        return Decision(False, f"challenger {metric} is not finite ({score})", **base)
+        why = f"challenger {metric} is not finite ({score})"
+        if metric == "mase" and math.isnan(score) and math.isnan(baseline):
+            why = (
+                "mase is undefined: every series' history is constant, so seasonal naive "
+                "makes no error to scale by; set registry.metric=mae to compare"
+            )
+        return Decision(False, why, **base)
     if require_beat_baseline and not score < baseline:
         return Decision(
             False,

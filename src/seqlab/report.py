@@ -26,6 +26,8 @@ class RunSummary:
     best_trial: int | None = None
     warm_started_from: str | None = None
     replaced_by_tuning: list[str] = field(default_factory=list)
+    undefined_mase: list[str] = field(default_factory=list)
+    """Series whose MASE is undefined (a constant history): left out of the mean MASE."""
     version: str | None = None
     alias: str | None = None
     decision: str = "not registered (registry.register=false)"
@@ -61,6 +63,12 @@ def _notes(s: RunSummary) -> list[str]:
             "tuning replaced the value(s) you set for "
             + ", ".join(s.replaced_by_tuning)
             + " (they are in tune.search_space)"
+        )
+    if s.undefined_mase:
+        shown = ", ".join(s.undefined_mase[:5]) + (" ..." if len(s.undefined_mase) > 5 else "")
+        notes.append(
+            f"MASE is undefined for {len(s.undefined_mase)} series with a constant "
+            f"history ({shown}): they are left out of the mean MASE; MAE covers them"
         )
     return notes
 

@@ -8,6 +8,7 @@ processes nest under the parent through the ``mlflow.parentRunId`` tag.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from seqlab.config import PipelineConfig
+from seqlab.processes import owner_alive, owner_record
+from seqlab.redact import redact, redact_tree
 from seqlab.train import Callback
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -125,12 +128,37 @@ def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | 
     return name if score is None else f"{name}-mase{score:.3f}"
 
 
+OWNER_TAG = "seqlab.owner"
+
+
+def kill_dead_parent_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark pipeline runs KILLED whose process on this machine is gone (a SIGKILL, a crash):
+    nothing else would ever end them, and a RUNNING run that never finishes misleads."""
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    killed = []
+    for r in runs:
+        owner = r.data.tags.get(OWNER_TAG)
+        if not owner or owner_alive(json.loads(owner)) is not False:
+            continue
+        client.set_tag(
+            r.info.run_id,
+            "seqlab.fail_reason",
+            "its process died (killed or crashed) before the run finished",
+        )
+        client.set_terminated(r.info.run_id, "KILLED")
+        killed.append(r.info.run_id)
+    return killed
+
+
 def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri)
     client = client_for(uri)
     exp_id = ensure_experiment(
         client, cfg.experiment_name, default_artifact_root(uri, cfg.tracking.artifact_location)
     )
+    kill_dead_parent_runs(client, exp_id)
     all_tags = {
         "seqlab.trigger": cfg.tracking.trigger,
         "seqlab.dataset": cfg.dataset_name,
@@ -140,6 +168,7 @@ def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     commit = git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
+    all_tags[OWNER_TAG] = json.dumps(owner_record())
     all_tags.update(tags)
     run = client.create_run(exp_id, run_name=run_name_for(cfg), tags=all_tags)
     return RunRef(uri, exp_id, run.info.run_id)
@@ -154,7 +183,7 @@ def rename_run(ref: RunRef, name: str) -> None:
 
 def log_params(ref: RunRef, params: dict[str, Any]) -> None:
     client = ref.client()
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         client.log_batch(ref.run_id, params=items[i : i + 100])
 
@@ -167,7 +196,7 @@ def log_metrics(ref: RunRef, metrics: dict[str, float], step: int = 0) -> None:
 
 
 def set_tags(ref: RunRef, tags: dict[str, Any]) -> None:
-    items = [RunTag(k, str(v)[:8000]) for k, v in tags.items()]
+    items = [RunTag(k, redact(str(v))[:8000]) for k, v in tags.items()]
     ref.client().log_batch(ref.run_id, tags=items)
 
 
@@ -193,7 +222,7 @@ def log_artifact(ref: RunRef, path: str | Path, artifact_path: str | None = None
 
 
 def log_dict(ref: RunRef, data: Any, artifact_file: str) -> None:
-    ref.client().log_dict(ref.run_id, data, artifact_file)
+    ref.client().log_dict(ref.run_id, redact_tree(data), artifact_file)
 
 
 def end_run(ref: RunRef, status: str = "FINISHED") -> None:

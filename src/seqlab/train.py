@@ -21,11 +21,8 @@ from torch import nn
 
 from seqlab.config import TrainConfig
 from seqlab.devices import resolve_device
+from seqlab.errors import NonFiniteLossError  # noqa: F401 (raised here, re-exported)
 from seqlab.windows import PreparedData
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run cannot continue."""
 
 
 class Callback:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from seqlab.tuning.tracked import tune_under_run
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 FAULT_WORKER = str(Path(__file__).resolve().parents[1] / "fault_worker.py")
-SERVER = os.environ.get("SEQLAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -32,30 +30,6 @@ ENV = {
     "OMP_NUM_THREADS": "1",
 }
 N_TRIALS = 4
-
-
-@pytest.fixture
-def pg_url():
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        pytest.skip(f"PostgreSQL not reachable at {SERVER}: {str(e).strip()}")
-    admin.autocommit = True
-    name = f"seqlab_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
-    finally:
-        with admin.cursor() as cur:  # pooled connections of this process may still be open
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 def test_two_workers_fill_the_study_exactly_with_nested_runs(tiny_config, pg_url):

@@ -9,53 +9,23 @@ failed with its reason by the next worker or pipeline run that looks.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages.journal import JournalStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from seqlab.processes import boot_id, owner_alive, owner_record, process_stat  # noqa: F401
 
 log = logging.getLogger("seqlab.tuning")
 
 OWNER_ATTR = "seqlab:owner"  # trial system attr: which process on which machine runs it
 HEARTBEAT_ATTR = "seqlab:heartbeat"  # trial system attr (journal storages): last sign of life
 JOURNAL_CLOCK_SKEW_S = 10  # journal heartbeats use each host's clock: allow for drift
-
-
-def boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def process_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks) of a process, from /proc; None where there is none."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], fields[19]
-
-
-def owner_record(pid: int | None = None) -> dict[str, Any]:
-    """Who runs a trial: host, boot id and the process's pid and start time (pids get reused)."""
-    pid = os.getpid() if pid is None else pid
-    stat = process_stat(pid)
-    return {
-        "host": socket.gethostname(),
-        "boot": boot_id(),
-        "pid": pid,
-        "start": stat[1] if stat else None,
-    }
 
 
 @contextmanager
@@ -85,31 +55,6 @@ def journal_heartbeat(study: optuna.Study, trial: optuna.Trial, interval: int) -
         thread.join()
 
 
-def owner_alive(owner: dict[str, Any]) -> bool | None:
-    """Whether a trial's worker still runs; ``None`` when it ran elsewhere (heartbeats decide)."""
-    if not owner or owner.get("host") != socket.gethostname():
-        return None
-    boot = boot_id()
-    if owner.get("boot") and boot and owner["boot"] != boot:
-        return None  # another machine with the same name, or this one rebooted: cannot tell
-    pid = int(owner.get("pid", -1))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    stat = process_stat(pid)
-    if stat is None:
-        return True  # no /proc: the pid exists, that is all we know
-    state, start = stat
-    if state in ("Z", "X"):
-        return False  # killed, not yet reaped by its parent
-    return not (owner.get("start") and start != owner["start"])  # same pid, other process
-
-
 def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     storage = study._storage
     try:
@@ -119,15 +64,32 @@ def _fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
         return False  # finished meanwhile, or another process failed it first
 
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this machine is gone (any storage)."""
+OWNERLESS_GRACE_S = 120
+"""A RUNNING trial with no owner and no heartbeat this long after its start was left by a worker
+killed between creating it and recording itself (a few milliseconds): nothing else would ever
+end it."""
+
+
+def fail_orphaned_trials(
+    study: optuna.Study, ownerless_grace: float = OWNERLESS_GRACE_S
+) -> list[int]:
+    """Fail RUNNING trials whose worker process on this machine is gone (any storage), and
+    trials that never recorded an owner nor a heartbeat within ``ownerless_grace`` seconds."""
     failed = []
+    now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.system_attrs.get(OWNER_ATTR) or {}
         if owner_alive(owner) is False:
             reason = f"worker process died (pid {owner.get('pid')} on {owner.get('host')})"
-            if _fail_trial(study, t, reason):
-                failed.append(t.number)
+        elif not owner and now - _last_sign_of_life(t, now) > ownerless_grace:
+            reason = (
+                f"no owner recorded and no heartbeat for over {ownerless_grace:.0f}s: its "
+                "worker died as the trial started"
+            )
+        else:
+            continue
+        if _fail_trial(study, t, reason):
+            failed.append(t.number)
     return failed
 
 

@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from seqlab.config import PipelineConfig
+from seqlab.redact import redact_tree
 from seqlab.tuning.space import fits_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -202,9 +203,11 @@ def load_study(
 
 def publish(study: optuna.Study, cfg: PipelineConfig, digest: str, tracking: dict | None) -> None:
     """Store what a worker needs on the study itself: config, data digest, tracking target."""
-    study.set_user_attr(ATTR_CONFIG, cfg.model_dump(mode="json"))
+    # Passwords stay out (workers take the storage URL from their command line and MLflow
+    # credentials from MLFLOW_TRACKING_USERNAME/PASSWORD).
+    study.set_user_attr(ATTR_CONFIG, redact_tree(cfg.model_dump(mode="json")))
     study.set_user_attr(ATTR_DIGEST, digest)
-    study.set_user_attr(ATTR_TRACKING, tracking)
+    study.set_user_attr(ATTR_TRACKING, redact_tree(tracking))
 
 
 def finished_count(study: optuna.Study) -> int:
