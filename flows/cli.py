@@ -35,6 +35,15 @@ for _k, _v in {
 EXIT_USER_ERROR, EXIT_TRAINING_ERROR = 2, 3
 
 
+def _interrupt_on_sigterm() -> None:
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -137,6 +146,7 @@ def run(
     )
     from seqlab.errors import TrainingError
 
+    _interrupt_on_sigterm()  # a scheduler's SIGTERM ends the run like Ctrl-C: cleanly
     try:
         with bar, progress.showing(_RichProgress(bar)):
             summary = training_pipeline(config, overrides, trigger=trigger)

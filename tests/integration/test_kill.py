@@ -1,0 +1,126 @@
+"""SIGKILL a whole pipeline (its process group) at several moments: the next run reaps what was
+left RUNNING and finishes exactly n_trials; a run waiting for workers stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from seqlab import servers
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+ARGS = [
+    "tune.n_trials=4",
+    "tune.n_startup_trials=2",
+    "train.max_epochs=60",
+    "model.hidden_size=8",
+    "window.input_size=12",
+    "registry.register=false",
+    "tune.search_space={train.lr: {type: float, low: 0.001, high: 0.01, log: true}}",
+]
+
+
+def start(tmp: Path, args: list[str]) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **servers.QUIET_ENV,
+        "PREFECT_HOME": str(tmp / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", *args],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group, as a scheduler's
+
+
+def trials(tmp: Path) -> list:
+    storage = f"sqlite:///{tmp}/mlruns/optuna.db"
+    if not (tmp / "mlruns" / "optuna.db").exists():
+        return []
+    try:
+        names = optuna.get_all_study_names(storage)
+        return [t for n in names for t in optuna.load_study(study_name=n, storage=storage).trials]
+    except Exception:  # the schema is being created
+        return []
+
+
+def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: float = 150) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready(trials(tmp)):
+        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"never reached {what}"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    proc.stderr.close()
+
+
+def running(ts) -> bool:
+    return any(t.state == TrialState.RUNNING for t in ts)
+
+
+def test_killed_pipelines_leave_nothing_running_and_the_next_finishes_exactly(tmp_path) -> None:
+    # Moment 1: right after the first trial starts.
+    kill_when(start(tmp_path, ARGS), tmp_path, running, "a running trial")
+    # Moment 2: mid-study, a trial finished and the next one running.
+    done = sum(t.state == TrialState.COMPLETE for t in trials(tmp_path))
+    kill_when(
+        start(tmp_path, ARGS),
+        tmp_path,
+        lambda ts: sum(t.state == TrialState.COMPLETE for t in ts) > done and running(ts),
+        "a finished trial and a running one",
+    )
+    # The next run reaps both and tops the study up to exactly n_trials.
+    final = start(tmp_path, ARGS)
+    assert final.wait(300) == 0, final.stderr.read()[-3000:]
+    final.stderr.close()
+    ts = trials(tmp_path)
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts) == 4
+    assert not running(ts)
+    failed = [t for t in ts if t.state == TrialState.FAIL]
+    assert len(failed) == 2
+    assert all(
+        t.user_attrs["fail_reason"].startswith(("worker process died", "no owner")) for t in failed
+    )
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp = client.get_experiment_by_name("seqlab-airpassengers")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.info.status for r in parents) == ["FINISHED", "KILLED", "KILLED"]
+
+
+def test_a_run_waiting_for_workers_stops_on_sigterm(tmp_path) -> None:
+    proc = start(tmp_path, [*ARGS, "tune.workers=0"])
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "mlruns" / "optuna.db").exists() or not optuna.get_all_study_names(
+        f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    ):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)  # waiting for `seqlab tune-worker` processes now
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    proc.stderr.close()
+    print(f"stopped {time.monotonic() - t0:.1f} s after SIGTERM")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp = client.get_experiment_by_name("seqlab-airpassengers")
+    [run] = client.search_runs([exp.experiment_id])
+    assert run.info.status in ("FAILED", "KILLED")
