@@ -317,8 +317,8 @@ def run_mlflow_ui(
     try:
         handle = start_mlflow_server(uri, artifacts, host=host, port=port, inherit_output=True)
         print(
-            f"MLflow UI at {handle.url}  (store {handle.extra['backend_store_uri']}); "
-            "Ctrl-C stops it.",
+            f"MLflow UI at {handle.url}/#/experiments?workflowType=machine_learning  "
+            f"(store {handle.extra['backend_store_uri']}); Ctrl-C stops it.",
             flush=True,
         )
         return handle.process.wait()
