@@ -49,6 +49,19 @@ from seqlab.tuning.space import replaced_by_tuning  # noqa: E402
 from seqlab.tuning.tracked import tune_under_run  # noqa: E402
 
 
+def worst_series(bt: Backtest, series: SeriesData) -> dict:
+    """How many series, the worst one by backtest MASE, and those no window could reach."""
+    scores = bt.per_series[bt.per_series["method"] == "model"].dropna(subset=["mase"])
+    worst = scores.loc[scores["mase"].idxmax()] if len(scores) else None
+    evaluated = set(bt.frame["unique_id"])
+    return {
+        "series": len(series.series_ids),
+        "worst_series": None if worst is None else str(worst["unique_id"]),
+        "worst_mase": None if worst is None else float(worst["mase"]),
+        "not_evaluated": [s for s in series.series_ids if s not in evaluated],
+    }
+
+
 def _transient(task, task_run, state) -> bool:
     """Retry I/O hiccups, never a deterministic user error (bad config or data)."""
     exc = state.result(raise_on_failure=False)
@@ -335,6 +348,7 @@ def training_pipeline(
             undefined_mase=sorted(
                 map(str, bt.frame.loc[bt.frame["mase_scale"].isna(), "unique_id"].unique())
             ),
+            **worst_series(bt, series),
         )
         if cfg.registry.register_model:
             served = (

@@ -162,8 +162,55 @@ def test_validation_mase_decodes_to_data_units() -> None:
 def test_normalise_windows_none_is_identity() -> None:
     x = np.random.default_rng(0).normal(size=(4, 3, 2)).astype(np.float32)
     y = np.ones((4, 2), np.float32)
-    x2, y2, ref = normalise_windows(x, y, "none")
-    assert x2 is x and y2 is y and np.all(ref == 0)
+    x2, y2, base = normalise_windows(x, y, "none")
+    assert x2 is x and np.array_equal(y2, y) and base.shape == (4, 2) and np.all(base == 0)
+
+
+def test_seasonal_naive_residual_round_trips() -> None:
+    # Season 4, input 8: the baseline is the last season of the input, repeated over 6 steps.
+    x = np.arange(16, dtype=np.float32).reshape(2, 8, 1)
+    y = np.full((2, 6), 100.0, np.float32)
+    x2, y2, base = normalise_windows(x, y, "last", residual="seasonal_naive", season=4)
+    ref = x[:, -1, 0]
+    np.testing.assert_allclose(base[0], ref[0] + (x[0, [4, 5, 6, 7, 4, 5], 0] - ref[0]))
+    np.testing.assert_allclose(y2 + base, y)  # what the model learns + baseline = the target
+    with pytest.raises(ValueError, match="input_size >= the season"):
+        normalise_windows(x, y, "none", residual="seasonal_naive", season=12)
+
+
+def test_padding_lets_short_series_train_and_skips_the_hopeless(tmp_path) -> None:
+    frames = []
+    for sid, n in (("long", 60), ("short", 12), ("tiny", 4)):
+        df = sine_frame(n=n)
+        df.insert(0, "store", sid)
+        frames.append(df)
+    series = validate(pd.concat(frames, ignore_index=True), MULTI)
+    plain = prepare(series, 14, 5, holdout=5, val_size=5)
+    assert plain.skipped == ["short", "tiny"]  # 12 and 4 points: no 14 + 5 window
+    padded = prepare(series, 14, 5, holdout=5, val_size=5, pad=True)
+    assert padded.skipped == ["tiny"]  # 4 - 5 held out: nothing left to train on
+    short = padded.x_train[padded.train_series == 1]
+    assert len(short) == 2  # 7 points before the holdout: targets start at positions 1 and 2
+    first = padded.x_train[padded.train_series == 1][0, :, 0]
+    assert np.all(first[:-1] == first[0])  # the padded part repeats the first observation
+    with pytest.raises(ValueError, match="no series is long enough"):
+        prepare(validate(sine_frame(n=10), CFG), 14, 5, holdout=5)
+
+
+def test_window_sampler_draws_series_uniformly() -> None:
+    import torch
+
+    from seqlab.train import WindowSampler
+
+    # Series 0 has 1000 windows, series 1 has 10: an epoch of draws is half each.
+    sampler = WindowSampler.from_series(
+        np.r_[np.zeros(1000, int), np.ones(10, int)], torch.device("cpu")
+    )
+    g = torch.Generator().manual_seed(0)
+    idx = sampler.draw(4000, g).numpy()
+    assert idx.min() >= 0 and idx.max() < 1010
+    share = np.mean(idx >= 1000)
+    assert 0.45 < share < 0.55
 
 
 def test_log_transform_rejects_non_positive() -> None:

@@ -58,6 +58,13 @@ class WindowConfig(_Section):
     """``last``: inputs and targets are taken relative to the window's last observed target, so
     the network learns changes, not levels (robust to trends the training part never reached)."""
 
+    residual: Literal["none", "seasonal_naive"] = "none"
+    """``seasonal_naive``: the network learns the correction to the seasonal-naive forecast read
+    from its input window (needs ``input_size`` >= the season)."""
+    pad: bool = False
+    """Let inputs start before a series does (filled with its first observation): series shorter
+    than ``input_size + horizon`` still train and forecast."""
+
 
 class ModelConfig(_Section):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
@@ -76,6 +83,9 @@ class TrainConfig(_Section):
     """Early-stopping patience in epochs on validation loss; ``null`` disables it."""
     grad_clip: float | None = Field(1.0, gt=0)
     loss: Literal["mse", "mae", "huber"] = "mse"
+    windows_per_epoch: int | None = Field(None, ge=1)
+    """Sample this many training windows per epoch (series first, then a window of it, both
+    uniformly) instead of passing over every window: for many or long series."""
     seed: int = 42
     device: str = "auto"
     """``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""

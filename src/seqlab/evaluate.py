@@ -66,6 +66,13 @@ Forecaster = Callable[[SeriesData], pd.DataFrame]
 BASELINES = ("naive", "seasonal_naive")
 
 
+def keep_series(series: SeriesData, ids: set) -> SeriesData:
+    if len(ids) == series.frame["unique_id"].nunique():
+        return series
+    frame = series.frame[series.frame["unique_id"].isin(ids)].reset_index(drop=True)
+    return SeriesData(frame, series.freq, series.covariates, series.digest, series.source)
+
+
 def cross_validation(
     series: SeriesData,
     offsets: list[int],
@@ -73,6 +80,7 @@ def cross_validation(
     season: int,
     forecaster: Forecaster,
     labels: list[int] | None = None,
+    min_history: int = 1,
 ) -> pd.DataFrame:
     """Forecast at each cutoff (``offsets``: points before each series' end, oldest first;
     ``labels``: the window number of each, default 0, 1, ...).
@@ -83,10 +91,17 @@ def cross_validation(
     from seqlab.inference import truncate
 
     parts = []
+    lengths = series.frame.groupby("unique_id", sort=False).size()
     for window, offset in zip(labels or range(len(offsets)), offsets):
-        history = truncate(series, offset)
+        # A series with too little history before this cutoff is left out of this window.
+        enough = set(lengths.index[lengths - offset >= min_history])
+        if not enough:
+            continue
+        history = keep_series(truncate(series, offset), enough)
         fc = forecaster(history).set_index(["unique_id", "ds"])["forecast"]
         for sid, g in series.frame.groupby("unique_id", sort=False):
+            if sid not in enough:
+                continue
             past = g["y"].to_numpy("float64")[: len(g) - offset]
             future = g.iloc[len(g) - offset : len(g) - offset + horizon]
             model = fc.reindex(
@@ -209,9 +224,10 @@ def backtest(
     season: int,
     forecaster: Forecaster,
     labels: list[int] | None = None,
+    min_history: int = 1,
 ) -> Backtest:
     """Cross-validate ``forecaster`` and the baselines on the same cutoffs and score them."""
-    frame = cross_validation(series, offsets, horizon, season, forecaster, labels)
+    frame = cross_validation(series, offsets, horizon, season, forecaster, labels, min_history)
     return score_backtest(frame, season)
 
 

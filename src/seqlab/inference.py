@@ -36,6 +36,7 @@ def model_meta(
     series: SeriesData,
     trained_until: dict[str, str],
     epochs: int,
+    season: int = 1,
 ) -> dict[str, Any]:
     """Everything needed to forecast with (and to retrain) a model, as JSON-able data."""
     return {
@@ -47,6 +48,9 @@ def model_meta(
         "freq": series.freq,
         "transform": cfg.window.transform,
         "local_norm": cfg.window.local_norm,
+        "residual": cfg.window.residual,
+        "pad": cfg.window.pad,
+        "season": season,
         "covariates": list(series.covariates),
         "time_column": cfg.data.time_column,
         "target": cfg.data.target,
@@ -112,19 +116,26 @@ def forecast_series(
                 f"series {sid!r} was not in the training data (known: {known}); "
                 "forecast only series the model was trained on"
             ) from None
-        if len(g) < L:
+        if len(g) < L and not meta.get("pad"):
             raise DataError(
                 f"series {sid!r} has {len(g)} points of history; the model reads the "
                 f"last {L} (its input_size): provide at least {L}"
             )
         vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)[-L:]
+        if len(vals) < L:  # a padded model: the series "was" its first value before it began
+            vals = np.vstack([np.repeat(vals[:1], L - len(vals), axis=0), vals])
         vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
         xs.append(scaler.transform(vals, idx))
         idxs.append(idx)
         sids.append(str(sid))
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
     x, _, ref = normalise_windows(
-        np.stack(xs).astype(np.float32), None, meta.get("local_norm", "none")
+        np.stack(xs).astype(np.float32),
+        None,
+        meta.get("local_norm", "none"),
+        horizon=H,
+        residual=meta.get("residual", "none"),
+        season=int(meta.get("season", 1)),
     )
     model.eval()
     with torch.no_grad():

@@ -48,6 +48,8 @@ def prepare_fit(
         w.transform,
         w.local_norm,
         season_for(cfg, series.freq),
+        w.residual,
+        w.pad,
     )
 
 
@@ -101,7 +103,15 @@ def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) ->
     prepared = prepare_fit(series, fixed, holdout)
     model, hist = train_model(prepared, fixed)
     model.cpu()
-    meta = model_meta(model, prepared.scaler, cfg, series, training_end(series, holdout), epochs)
+    meta = model_meta(
+        model,
+        prepared.scaler,
+        cfg,
+        series,
+        training_end(series, holdout),
+        epochs,
+        prepared.season,
+    )
     return FittedModel(model, prepared, meta, hist)
 
 
@@ -121,6 +131,7 @@ def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig)
         cfg.window.horizon,
         season_for(cfg, series.freq),
         fitted.forecast,
+        min_history=1 if cfg.window.pad else cfg.window.input_size,
     )
     bad = bt.frame[~np.isfinite(bt.frame["model"])]
     if len(bad):

@@ -28,6 +28,11 @@ class RunSummary:
     replaced_by_tuning: list[str] = field(default_factory=list)
     undefined_mase: list[str] = field(default_factory=list)
     """Series whose MASE is undefined (a constant history): left out of the mean MASE."""
+    series: int = 1
+    worst_series: str | None = None
+    worst_mase: float | None = None
+    not_evaluated: list[str] = field(default_factory=list)
+    """Series too short for any backtest window (named in a warning, still forecast)."""
     version: str | None = None
     alias: str | None = None
     decision: str = "not registered (registry.register=false)"
@@ -63,6 +68,17 @@ def _notes(s: RunSummary) -> list[str]:
             "tuning replaced the value(s) you set for "
             + ", ".join(s.replaced_by_tuning)
             + " (they are in tune.search_space)"
+        )
+    if s.series > 1 and s.worst_series is not None:
+        notes.append(
+            f"{s.series} series; worst by backtest MASE: {s.worst_series} "
+            f"({s.worst_mase:.3f}); per-series scores in the run's backtest/per_series.csv"
+        )
+    if s.not_evaluated:
+        shown = ", ".join(s.not_evaluated[:5]) + (" ..." if len(s.not_evaluated) > 5 else "")
+        notes.append(
+            f"{len(s.not_evaluated)} series too short for any backtest window "
+            f"({shown}): left out of the metrics, still trained on and forecast"
         )
     if s.undefined_mase:
         shown = ", ".join(s.undefined_mase[:5]) + (" ..." if len(s.undefined_mase) > 5 else "")

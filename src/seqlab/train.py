@@ -71,7 +71,7 @@ class ValScorer:
     epoch costs no host round trip beyond the epoch's one sync.
     """
 
-    ref: torch.Tensor  # (N, 1) local_norm reference, scaled units
+    ref: torch.Tensor  # (N, H) baseline added back to forecasts, scaled units
     loc: torch.Tensor  # (N, 1) target scaler location of each window's series
     scale: torch.Tensor  # (N, 1)
     inv_mase: torch.Tensor  # (N, 1) 1 / seasonal-naive MAE of the series' training part
@@ -85,7 +85,7 @@ class ValScorer:
 
         idx = p.val_series
         return cls(
-            col(p.val_ref),
+            torch.as_tensor(p.val_ref, dtype=torch.float32, device=device),
             col(p.scaler.loc[idx, 0]),
             col(p.scaler.scale[idx, 0]),
             col(1.0 / p.mase_scale[idx]),
@@ -102,6 +102,29 @@ class ValScorer:
 
 
 @dataclass
+class WindowSampler:
+    """Draws training windows series first, then a window of that series, both uniformly (as
+    neuralforecast's ``windows_batch_size`` sampling): long series do not dominate an epoch and
+    an epoch over thousands of series costs what ``train.windows_per_epoch`` says."""
+
+    first: torch.Tensor  # (S,) index of each series' first window
+    count: torch.Tensor  # (S,) its number of windows (series without windows left out)
+
+    @classmethod
+    def from_series(cls, train_series: np.ndarray, device: torch.device) -> WindowSampler | None:
+        if len(train_series) == 0:
+            return None
+        ids, first, count = np.unique(train_series, return_index=True, return_counts=True)
+        return cls(torch.as_tensor(first, device=device), torch.as_tensor(count, device=device))
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        dev = self.first.device
+        s = torch.randint(len(self.first), (n,), device=dev, generator=generator)
+        u = torch.rand(n, device=dev, generator=generator)
+        return self.first[s] + (u * self.count[s]).long().clamp_max(self.count[s] - 1)
+
+
+@dataclass
 class DeviceData:
     """Training and validation windows resident on one device."""
 
@@ -110,6 +133,7 @@ class DeviceData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     val_scorer: ValScorer | None = None
+    sampler: WindowSampler | None = None
 
     @classmethod
     def from_prepared(cls, p: PreparedData, device: torch.device) -> DeviceData:
@@ -117,7 +141,8 @@ class DeviceData:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
 
         scorer = ValScorer.from_prepared(p, device) if len(p.x_val) else None
-        return cls(t(p.x_train), t(p.y_train), t(p.x_val), t(p.y_val), scorer)
+        sampler = WindowSampler.from_series(p.train_series, device)
+        return cls(t(p.x_train), t(p.y_train), t(p.x_val), t(p.y_val), scorer, sampler)
 
     @property
     def device(self) -> torch.device:
@@ -178,11 +203,17 @@ def train_epoch(
     grad_clip: float | None,
     precision: str,
     generator: torch.Generator | None = None,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One pass over shuffled on-device batches; returns the mean loss as a 0-d device tensor."""
+    """One pass over on-device batches in ``order`` (default: every window, shuffled); returns
+    the mean loss as a 0-d device tensor."""
     model.train()
-    n = x.shape[0]
-    perm = torch.randperm(n, device=x.device, generator=generator)
+    perm = (
+        order
+        if order is not None
+        else torch.randperm(x.shape[0], device=x.device, generator=generator)
+    )
+    n = perm.shape[0]
     total = torch.zeros((), device=x.device)
     params = [p for p in model.parameters() if p.requires_grad]
     for start in range(0, n, batch_size):
@@ -311,6 +342,9 @@ def fit(
         cb.on_fit_start(model, {"device": str(device), "precision": precision})
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
+        order = None
+        if cfg.windows_per_epoch is not None and data.sampler is not None:
+            order = data.sampler.draw(cfg.windows_per_epoch, generator)
         tr = train_epoch(
             model,
             optimizer,
@@ -321,6 +355,7 @@ def fit(
             cfg.grad_clip,
             precision,
             generator,
+            order,
         )
         if has_val:
             va, sc = eval_loss(
@@ -333,7 +368,7 @@ def fit(
         hist.train_loss.append(tr_f)
         hist.val_loss.append(va_f)
         hist.val_score.append(sc_f)
-        hist.samples_seen += int(data.x_train.shape[0])
+        hist.samples_seen += int(order.shape[0] if order is not None else data.x_train.shape[0])
         if not (math.isfinite(tr_f) and math.isfinite(va_f)):
             hist.seconds = time.perf_counter() - t0
             bad = tr_f if not math.isfinite(tr_f) else va_f

@@ -17,7 +17,7 @@ Scalers see only the training part of the fit they belong to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -151,25 +151,46 @@ def invert_transform(target: np.ndarray, transform: str) -> np.ndarray:
 
 
 def normalise_windows(
-    x: np.ndarray, y: np.ndarray | None, local_norm: str
+    x: np.ndarray,
+    y: np.ndarray | None,
+    local_norm: str,
+    horizon: int | None = None,
+    residual: str = "none",
+    season: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Make windows relative to their last observed target (``last``); returns the reference.
+    """Express windows relative to a per-window baseline; returns it to add back to forecasts.
 
-    x: (N, L, F), y: (N, H) -> same shapes, and ref: (N,) to add back to forecasts.
+    ``local_norm=last``: inputs and targets relative to the window's last observed target, so
+    the network learns changes, not levels. ``residual=seasonal_naive``: targets relative to the
+    seasonal-naive forecast read from the input window as well, so the network learns the
+    correction to it. x: (N, L, F), y: (N, H) -> same shapes, and base: (N, H).
     """
-    ref = x[:, -1, 0].copy() if local_norm == "last" else np.zeros(x.shape[0], x.dtype)
+    n, length = x.shape[0], x.shape[1]
+    h = y.shape[1] if y is not None else int(horizon or 0)
+    ref = x[:, -1, 0].copy() if local_norm == "last" else np.zeros(n, x.dtype)
     if local_norm == "last":
         x = x.copy()
         x[:, :, 0] -= ref[:, None]
-        y = None if y is None else y - ref[:, None]
-    return x, y, ref
+    base = np.repeat(ref[:, None], h, axis=1)
+    if residual == "seasonal_naive":
+        if season > length:
+            raise ValueError(
+                f"window.residual=seasonal_naive needs window.input_size >= the season ({season}); "
+                f"got {length}"
+            )
+        steps = length - season + (np.arange(h) % season)  # the last season, repeated
+        base = base + x[:, steps, 0]
+    y = None if y is None else y - base
+    return x, y, base
 
 
 def decode_forecasts(
     scaled: np.ndarray, ref: np.ndarray, scaler: Scaler, series_index: np.ndarray, transform: str
 ) -> np.ndarray:
-    """Model outputs (N, H) back to the data's units: add the reference, unscale, untransform."""
-    levels = scaled.astype("float64") + ref[:, None]
+    """Model outputs (N, H) back to the data's units: add the baseline ((N, H), or a per-window
+    reference (N,)), unscale, untransform."""
+    base = ref if np.ndim(ref) == 2 else ref[:, None]
+    levels = scaled.astype("float64") + base
     return invert_transform(scaler.inverse_target(levels, series_index), transform)
 
 
@@ -204,10 +225,16 @@ class PreparedData:
     y_train: np.ndarray  # (N_train, H) scaled
     x_val: np.ndarray  # (N_val, L, F) scaled
     y_val: np.ndarray  # (N_val, H) scaled
+    train_series: np.ndarray  # (N_train,) series index of each training window
     val_series: np.ndarray  # (N_val,) series index of each validation window
-    val_ref: np.ndarray  # (N_val,) local_norm reference, scaled units
+    val_ref: np.ndarray  # (N_val, H) baseline added back to forecasts, scaled units
     val_target: np.ndarray  # (N_val, H) raw values
     mase_scale: np.ndarray  # (S,) seasonal-naive MAE of each series' training part
+    skipped: list[str] = field(default_factory=list)
+    """Series too short for this fit (no window): they neither train nor validate it."""
+    residual: str = "none"
+    season: int = 1
+    pad: bool = False
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
         return decode_forecasts(scaled, self.val_ref, self.scaler, self.val_series, self.transform)
@@ -229,9 +256,17 @@ def prepare(
     transform: str = "none",
     local_norm: str = "none",
     season: int = 1,
+    residual: str = "none",
+    pad: bool = False,
 ) -> PreparedData:
     """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
-    points after it (stride 1), scale with statistics of the training part only."""
+    points after it (stride 1), scale with statistics of the training part only.
+
+    ``pad``: inputs may start before a series does, filled with its first observation, so
+    series shorter than ``input_size + horizon`` still train (one observed point is enough).
+    A series too short for any window of this fit is skipped (listed in ``skipped``); only when
+    every series is, the fit fails.
+    """
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
     groups = []
@@ -242,27 +277,43 @@ def prepare(
         groups.append((str(sid), values, raw))
     sids = [sid for sid, _, _ in groups]
     ends = [len(v) - holdout for _, v, _ in groups]
-    for (sid, v, _), end in zip(groups, ends):
-        if end < input_size + horizon:
-            raise ValueError(
-                f"series {sid!r} has {len(v)} points; this fit needs "
-                f"{input_size + horizon + holdout} (input + horizon + holdout)"
-            )
-    scaler = fit_scaler([v[:end] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind)
+    min_input = 1 if pad else input_size
+    usable = [end >= min_input + horizon for end in ends]
+    if not any(usable):
+        longest = max(len(v) for _, v, _ in groups)
+        what = "1 observed point" if pad else "input_size"
+        raise ValueError(
+            f"no series is long enough for this fit: the longest has {longest} points; it needs "
+            f"{min_input + horizon + holdout} ({what} + horizon + the held-out part)"
+        )
+    # A series too short to train still gets a scaler (it is forecast later): fitted on what
+    # it has before the holdout, or on its first point.
+    scaler = fit_scaler(
+        [v[: max(end, 1)] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind
+    )
+    lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
-    xs_tr, ys_tr, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], []
+    xs_tr, ys_tr, tr_sid, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], [], []
     for i, ((_, v, raw), end) in enumerate(zip(groups, ends)):
+        if not usable[i]:
+            continue
         scaled = scaler.transform(v, i)
-        x, y, _ = target_windows(scaled, input_size, horizon, 0, end, stride)
+        if lead:
+            scaled = np.vstack([np.repeat(scaled[:1], lead, axis=0), scaled])
+        first_target = lead + 1 if pad else 0
+        x, y, _ = target_windows(scaled, input_size, horizon, first_target, lead + end, stride)
         xs_tr.append(x)
         ys_tr.append(y)
+        tr_sid.append(np.full(len(x), i))
         if val_size:
-            x, y, starts = target_windows(scaled, input_size, horizon, end, end + val_size)
+            x, y, starts = target_windows(
+                scaled, input_size, horizon, lead + end, lead + end + val_size
+            )
             xs_va.append(x)
             ys_va.append(y)
             va_sid.append(np.full(len(x), i))
             va_raw.append(
-                np.stack([raw[s : s + horizon] for s in starts])
+                np.stack([raw[s - lead : s - lead + horizon] for s in starts])
                 if len(x)
                 else np.empty((0, horizon))
             )
@@ -274,11 +325,14 @@ def prepare(
             return np.empty((0, *shape), np.float32)
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
+    def ints(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
     x_train, y_train, _ = normalise_windows(
-        cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)), local_norm
+        cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)), local_norm, horizon, residual, season
     )
-    x_val, y_val, val_ref = normalise_windows(
-        cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)), local_norm
+    x_val, y_val, val_base = normalise_windows(
+        cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)), local_norm, horizon, residual, season
     )
     return PreparedData(
         series_ids=sids,
@@ -294,10 +348,15 @@ def prepare(
         y_train=np.ascontiguousarray(y_train),  # type: ignore[arg-type]
         x_val=np.ascontiguousarray(x_val),
         y_val=np.ascontiguousarray(y_val),  # type: ignore[arg-type]
-        val_series=np.concatenate(va_sid).astype(np.int64) if va_sid else np.zeros(0, np.int64),
-        val_ref=val_ref.astype("float64"),
+        train_series=ints(tr_sid),
+        val_series=ints(va_sid),
+        val_ref=val_base.astype("float64"),
         val_target=np.concatenate(va_raw) if va_raw else np.empty((0, horizon)),
         mase_scale=np.array(
             [seasonal_mae(raw[:end], season) for (_, _, raw), end in zip(groups, ends)]
         ),
+        skipped=[sid for sid, ok in zip(sids, usable) if not ok],
+        residual=residual,
+        season=season,
+        pad=pad,
     )

@@ -171,16 +171,7 @@ class Objective:
         self.heartbeat_interval = self.heartbeat_interval or self.cfg.tune.heartbeat_interval
 
     def _prepared_for(self, cfg: PipelineConfig):
-        key = (
-            cfg.window.input_size,
-            cfg.window.horizon,
-            cfg.val_size,
-            cfg.test_size,
-            cfg.window.stride,
-            cfg.window.scaler,
-            cfg.window.transform,
-            cfg.window.local_norm,
-        )
+        key = (cfg.window.model_dump_json(), cfg.val_size, cfg.test_size, cfg.eval.season_length)
         if key not in self._prepared:
             self._prepared[key] = prepare_data(self.series, cfg)
         return self._prepared[key]
