@@ -149,3 +149,19 @@ def pg_url():
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+def cli_env(tmp: Path) -> dict[str, str]:
+    """Environment for a real `seqlab` subprocess: quiet, its own Prefect home under ``tmp``,
+    no inherited servers (a temporary Prefect server, MLflow in ``tmp/mlruns``)."""
+    from seqlab import servers
+
+    env = {
+        **os.environ,
+        **servers.QUIET_ENV,
+        "PREFECT_HOME": str(tmp / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    return env

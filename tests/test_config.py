@@ -125,14 +125,17 @@ def test_registry_register_key_round_trips() -> None:
     assert with_overrides(cfg, {}).registry.register_model is False
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("window.residual=naive", "window.residual"),
-    ("window.pad=sometimes", "window.pad"),
-    ("train.windows_per_epoch=0", "train.windows_per_epoch"),
-    ("eval.backtest_windows=0", "eval.backtest_windows"),
-    ("eval.step=-1", "eval.step"),
-    ("registry.serve=latest", "registry.serve"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("window.residual=naive", "window.residual"),
+        ("window.pad=sometimes", "window.pad"),
+        ("train.windows_per_epoch=0", "train.windows_per_epoch"),
+        ("eval.backtest_windows=0", "eval.backtest_windows"),
+        ("eval.step=-1", "eval.step"),
+        ("registry.serve=latest", "registry.serve"),
+    ],
+)
 def test_evaluation_and_modelling_keys_are_validated(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=f"invalid config: {fragment}"):
         load_config(None, [override])

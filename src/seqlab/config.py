@@ -83,9 +83,10 @@ class TrainConfig(_Section):
     """Early-stopping patience in epochs on validation loss; ``null`` disables it."""
     grad_clip: float | None = Field(1.0, gt=0)
     loss: Literal["mse", "mae", "huber"] = "mse"
-    windows_per_epoch: int | None = Field(None, ge=1)
-    """Sample this many training windows per epoch (series first, then a window of it, both
-    uniformly) instead of passing over every window: for many or long series."""
+    windows_per_epoch: int | None = Field(2048, ge=1)
+    """At most this many training windows per epoch: with more, an epoch samples this many
+    (series first, then a window of it, both uniformly), so many or long series fit a time
+    budget and long ones do not dominate; ``null``: every window, every epoch."""
     seed: int = 42
     device: str = "auto"
     """``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""

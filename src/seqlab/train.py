@@ -343,7 +343,11 @@ def fit(
     t0 = time.perf_counter()
     for epoch in range(cfg.max_epochs):
         order = None
-        if cfg.windows_per_epoch is not None and data.sampler is not None:
+        if (
+            cfg.windows_per_epoch is not None
+            and data.sampler is not None
+            and data.x_train.shape[0] > cfg.windows_per_epoch
+        ):
             order = data.sampler.draw(cfg.windows_per_epoch, generator)
         tr = train_epoch(
             model,

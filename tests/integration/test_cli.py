@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from seqlab import servers
+from conftest import cli_env
 
 pytestmark = pytest.mark.integration
 AIR = Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv"
@@ -24,14 +23,7 @@ TINY = [
 
 
 def seqlab(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **servers.QUIET_ENV,
-        "PREFECT_HOME": str(cwd / ".prefect"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    }
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        env.pop(key, None)
+    env = cli_env(cwd)
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
         cwd=cwd,

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from seqlab import servers
+from conftest import cli_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 ARGS = [
@@ -30,14 +30,7 @@ ARGS = [
 
 
 def start(tmp: Path, args: list[str]) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **servers.QUIET_ENV,
-        "PREFECT_HOME": str(tmp / ".prefect"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    }
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        env.pop(key, None)
+    env = cli_env(tmp)
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", *args],
         cwd=tmp,

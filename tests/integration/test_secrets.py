@@ -3,7 +3,6 @@ or log line (the real `seqlab` command; PostgreSQL's trust auth ignores the pass
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from seqlab import servers
+from conftest import cli_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 SECRET = "s3cretPW42"
@@ -21,14 +20,7 @@ SECRET = "s3cretPW42"
 def test_a_password_in_the_storage_url_leaves_no_trace(tmp_path: Path, pg_url: str) -> None:
     storage = pg_url.replace("postgres@", f"postgres:{SECRET}@", 1)
     assert SECRET in storage
-    env = {
-        **os.environ,
-        **servers.QUIET_ENV,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    }
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        env.pop(key, None)
+    env = cli_env(tmp_path)
     out = subprocess.run(
         [
             sys.executable,
