@@ -178,6 +178,9 @@ def run_seqlab(seqlab: str, trials: int, tmp: Path, env: dict, smoke: bool = Fal
         f"tune.n_trials={trials}",
         f"tune.storage=sqlite:///{tmp}/optuna.db",
         f"tune.study_name=vs-nf-{os.getpid()}",
+        # One backtest window = the peer's test window (the last 12 months), so that both
+        # sides are scored on the same points.
+        "eval.backtest_windows=1",
         f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
         f"tracking.artifact_location={tmp}/artifacts",
         "--summary-json",
