@@ -62,7 +62,9 @@ def test_starter_config_loads_with_the_shipped_defaults(tmp_path) -> None:
     assert cfg.data.source == "sales.csv" and cfg.data.series_id == "store"
     assert cfg.window.horizon == 14 and cfg.eval.season_length == 7
     assert cfg.window.transform == "none"  # not AirPassengers' log: base.yaml only
-    assert "model.cell" in cfg.tune.search_space  # the shipped search space
+    assert "model.cell" in cfg.tune.search_space
+    # Input sizes searched around the horizon, not AirPassengers' monthly choices.
+    assert cfg.tune.search_space["window.input_size"].choices == [14, 28, 42]
     assert yaml.safe_load(text)["defaults"] == ["seqlab:base.yaml"]
 
 

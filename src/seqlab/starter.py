@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
+import yaml
 
 from seqlab.data import DataError, infer_frequency, season_length
 
@@ -20,6 +21,7 @@ TIME_NAMES = re.compile(r"^(ds|date|time|timestamp|datetime|day|week|month|perio
 TARGET_NAMES = re.compile(
     r"^(y|value|target|sales|demand|load|units|count|volume|price|close)$", re.I
 )
+PACKAGED_BASE = "seqlab:base.yaml"
 HORIZON_BY_SEASON = {12: 12, 4: 4, 52: 13, 7: 14, 5: 10, 24: 24, 60: 60, 1: 3}
 
 
@@ -68,6 +70,28 @@ def guess_roles(df: pd.DataFrame) -> Roles:
     return Roles(time_col, target, series_id, covariates, freq)
 
 
+def search_space(horizon: int) -> dict[str, str]:
+    """The shipped search space (seqlab:base.yaml), with input sizes of 1-3 horizons."""
+    from seqlab.config import load_config
+
+    space = {
+        k: v.model_dump(exclude_none=True, exclude_defaults=True) | {"type": v.type}
+        for k, v in load_config(PACKAGED_BASE).tune.search_space.items()
+    }
+    for spec in space.values():
+        if spec["type"] == "int":
+            spec.update({k: int(spec[k]) for k in ("low", "high") if k in spec})
+    if "window.input_size" in space:
+        space["window.input_size"] = {
+            "type": "categorical",
+            "choices": [horizon, 2 * horizon, 3 * horizon],
+        }
+    return {
+        k: yaml.safe_dump(v, default_flow_style=True, sort_keys=False).strip()
+        for k, v in space.items()
+    }
+
+
 def starter_yaml(source: str, roles: Roles, base: str = "seqlab:base.yaml") -> str:
     """The starter config's text: the guessed roles, a horizon for the frequency, comments."""
     season = season_length(roles.freq) if roles.freq else None
@@ -93,8 +117,12 @@ def starter_yaml(source: str, roles: Roles, base: str = "seqlab:base.yaml") -> s
         "",
         "window:",
         f"  horizon: {horizon}          # steps to forecast",
-        f"  input_size: {2 * horizon}       # steps the model reads",
+        f"  input_size: {2 * horizon}       # steps the model reads (tuning searches it, below)",
         "  transform: none      # log suits positive series with multiplicative seasonality",
+        "",
+        "tune:",
+        "  search_space:        # seqlab's default space, input sizes around your horizon",
+        *(f"    {key}: {spec}" for key, spec in search_space(horizon).items()),
         "",
         "eval:",
         f"  season_length: {season or 'null'}     # for seasonal naive and MASE",
