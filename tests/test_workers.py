@@ -288,3 +288,26 @@ def test_cli_tune_worker_joins_the_study(cfg_for):
     assert result.exit_code == 0, result.output
     assert f"finished 1 trial(s) of study {study.study_name}" in result.output
     assert storage.finished_count(study) == 1
+
+
+def test_a_waiting_worker_skips_a_complete_study_for_the_next_one(cfg_for):
+    """Started before today's run publishes its study, a worker joining by base name must not
+    settle on yesterday's complete one."""
+    import threading
+
+    old_cfg = cfg_for(**{"tune.n_trials": 1})
+    series = series_for(old_cfg)
+    old = published_study(old_cfg, series)
+    assert worker.main(["--study", old.study_name, "--storage", old_cfg.tune.storage]) == 0
+    assert storage.finished_count(old) == 1  # complete: yesterday's
+    st = storage.make_storage(old_cfg.tune.storage)
+    assert not worker.study_ready(old, by_base_name=True) and worker.study_ready(old)
+    new_cfg = cfg_for(**{"tune.n_trials": 1, "train.max_epochs": 4})  # another fingerprint
+    later = threading.Timer(0.6, lambda: published_study(new_cfg, series))
+    later.start()
+    try:
+        joined = worker.await_study(new_cfg.study_name, st, timeout=30, poll=0.1)
+    finally:
+        later.join()
+    assert joined.study_name != old.study_name
+    assert joined.study_name == storage.study_name_for(new_cfg, series.digest)

@@ -27,6 +27,7 @@ from seqlab.tuning.storage import (
     ATTR_CONFIG,
     ATTR_DIGEST,
     ATTR_TRACKING,
+    finished_count,
     load_study,
     make_storage,
     resolve_study_name,
@@ -90,18 +91,29 @@ def objective_for_study(
     )
 
 
+def study_ready(study: optuna.Study, by_base_name: bool = False) -> bool:
+    """Published by the pipeline (and, joined by base name, not complete yet)."""
+    config = study.user_attrs.get(ATTR_CONFIG)
+    if config is None:
+        return False
+    return not by_base_name or finished_count(study) < int(config["tune"]["n_trials"])
+
+
 def await_study(
     name: str, storage: optuna.storages.BaseStorage, timeout: float = 0.0, poll: float = 1.0
 ) -> optuna.Study:
     """Load a study published by the pipeline, waiting up to ``timeout`` s for it to appear.
 
-    Waiting lets a scheduler start workers and the pipeline together, in any order.
+    Waiting lets a scheduler start workers and the pipeline together, in any order. Joined by
+    its base name, the newest study counts only while it still needs trials: a complete one is
+    an earlier run's (yesterday's data), and the worker waits for today's.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            study = load_study(resolve_study_name(storage, name), storage)
-            if ATTR_CONFIG in study.user_attrs or time.monotonic() >= deadline:
+            resolved = resolve_study_name(storage, name)
+            study = load_study(resolved, storage)
+            if study_ready(study, by_base_name=resolved != name) or time.monotonic() >= deadline:
                 return study
         except ValueError:
             if time.monotonic() >= deadline:
