@@ -165,3 +165,18 @@ def cli_env(tmp: Path) -> dict[str, str]:
     for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     return env
+
+
+FAULT_WORKER = str(Path(__file__).resolve().parent / "fault_worker.py")
+"""A tuning worker process with injected faults (see tests/fault_worker.py)."""
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for a tuning worker subprocess: quiet, one torch thread."""
+    return {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "true",
+        "OMP_NUM_THREADS": "1",
+    }

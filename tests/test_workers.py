@@ -3,30 +3,22 @@ and a real worker process."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from conftest import FAULT_WORKER, worker_env
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import TuningResult, liveness, storage, tune_study, worker
 from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
 from seqlab.tuning.pool import worker_command
-
-FAULT_WORKER = str(Path(__file__).resolve().parent / "fault_worker.py")
-ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "true",
-}
 
 # ask() on a heartbeat storage outside optimize() warns; these tests do it on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -243,7 +235,7 @@ def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):
 def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
     cfg = cfg_for(**{"tune.n_trials": 3, "train.max_epochs": 50})
     study = published_study(cfg, series_for(cfg))
-    env = {**os.environ, **ENV, "OMP_NUM_THREADS": "1"}
+    env = worker_env()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -114,7 +114,7 @@ class WindowSampler:
     def from_series(cls, train_series: np.ndarray, device: torch.device) -> WindowSampler | None:
         if len(train_series) == 0:
             return None
-        ids, first, count = np.unique(train_series, return_index=True, return_counts=True)
+        _, first, count = np.unique(train_series, return_index=True, return_counts=True)
         return cls(torch.as_tensor(first, device=device), torch.as_tensor(count, device=device))
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -7,31 +7,22 @@ runs in a temporary SQLite store.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from conftest import FAULT_WORKER, worker_env
 from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import storage
 from seqlab.tuning.tracked import tune_under_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-FAULT_WORKER = str(Path(__file__).resolve().parents[1] / "fault_worker.py")
-ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "true",
-    "OMP_NUM_THREADS": "1",
-}
 
 
 def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tiny_config):
@@ -61,7 +52,7 @@ def test_sigkilled_worker_is_recovered_by_the_next_pipeline_run(tiny_config):
             "--storage",
             cfg4.tune.storage,
         ],
-        env={**os.environ, **ENV},
+        env=worker_env(),
         stderr=subprocess.PIPE,
         text=True,
     )

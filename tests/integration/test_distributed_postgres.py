@@ -7,14 +7,13 @@ creates its own database and drops it afterwards.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
+from conftest import FAULT_WORKER, worker_env
 from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import storage as tuning_storage
@@ -22,13 +21,6 @@ from seqlab.tuning.tracked import tune_under_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
 
-FAULT_WORKER = str(Path(__file__).resolve().parents[1] / "fault_worker.py")
-ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "true",
-    "OMP_NUM_THREADS": "1",
-}
 N_TRIALS = 4
 
 
@@ -48,7 +40,7 @@ def test_two_workers_fill_the_study_exactly_with_nested_runs(tiny_config, pg_url
     # Two workers, started with the pipeline as a scheduler would: they wait for the study,
     # knowing only its base name (the pipeline names it <base>-<fingerprint>).
     # Each trial stalls a little so that the two really overlap.
-    env = {**os.environ, **ENV}
+    env = worker_env()
     cmd = [
         sys.executable,
         FAULT_WORKER,
