@@ -89,3 +89,15 @@ def test_user_errors_fail_before_any_server_in_one_line(tmp_path, case, fragment
     assert "Traceback" not in out.stdout
     assert not (tmp_path / "mlruns").exists()  # nothing logged, nothing registered
     assert not (tmp_path / ".prefect").exists()  # no Prefect server was started
+
+
+def test_init_through_the_real_command(tmp_path) -> None:
+    df = pd.read_csv(AIR).rename(columns={"month": "date", "passengers": "sales"})
+    df.to_csv(tmp_path / "sales.csv", index=False)
+    out = seqlab(["init", "proj", "--data", "sales.csv"], tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wrote proj/seqlab.yaml" in out.stdout
+    text = (tmp_path / "proj" / "seqlab.yaml").read_text()
+    assert "time_column: date" in text and "target: sales" in text and "freq: MS" in text
+    again = seqlab(["init", "proj", "--data", "sales.csv"], tmp_path, timeout=120)
+    assert again.returncode == 2 and again.stderr.startswith("error: ")
