@@ -257,7 +257,8 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
             assert time.monotonic() < deadline, "the worker never started a trial"
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == worker.EXIT_INTERRUPTED
+        # A loaded 2-core machine can delay the signal handler until a torch op or SQLite wait ends.
+        assert proc.wait(90) == worker.EXIT_INTERRUPTED
     finally:
         if proc.poll() is None:
             proc.kill()
