@@ -134,6 +134,12 @@ def test_registry_register_key_round_trips() -> None:
         ("eval.backtest_windows=0", "eval.backtest_windows"),
         ("eval.step=-1", "eval.step"),
         ("registry.serve=latest", "registry.serve"),
+        ("window.deseasonalize=yes", "window.deseasonalize"),
+        ("model.ensemble_size=0", "model.ensemble_size"),
+        (
+            "tune.search_space={model.ensemble_size: {type: int, low: 1, high: 5}}",
+            "tune.search_space: Value error, model.ensemble_size cannot be searched",
+        ),
     ],
 )
 def test_evaluation_and_modelling_keys_are_validated(override: str, fragment: str) -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from seqlab.models import RecurrentForecaster, count_parameters
+from seqlab.models import EnsembleForecaster, RecurrentForecaster, count_parameters, from_hparams
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,29 @@ def test_keras_classic_size() -> None:
     # LSTM(50) on 1 feature + Dense(1): 4*(50*(1+50)+50) (+50*4 torch's 2nd bias) + 51
     m = RecurrentForecaster(1, 1, "lstm", hidden_size=50)
     assert count_parameters(m) == 4 * (50 * 1 + 50 * 50 + 2 * 50) + 51
+
+
+def test_ensemble_forecasts_the_median_of_its_members() -> None:
+    members = [RecurrentForecaster(1, 3, "gru", hidden_size=4) for _ in range(3)]
+    for k, m in enumerate(members):  # member k always forecasts k (+ 10 for the third step)
+        for p in m.parameters():
+            torch.nn.init.zeros_(p)
+        m.head.bias.data = torch.tensor([k, k, 10.0 * k])
+    ens = EnsembleForecaster(members)
+    out = ens(torch.randn(5, 6, 1))
+    torch.testing.assert_close(out, torch.tensor([[1.0, 1.0, 10.0]]).expand(5, 3))
+    assert ens.hparams["ensemble_size"] == 3
+    two = EnsembleForecaster(members[:2])(torch.randn(2, 6, 1))  # two members: their mean
+    torch.testing.assert_close(two, torch.tensor([[0.5, 0.5, 5.0]]).expand(2, 3))
+
+
+def test_from_hparams_rebuilds_single_models_and_ensembles() -> None:
+    single = RecurrentForecaster(2, 4, "lstm", hidden_size=5)
+    assert type(from_hparams(single.hparams)) is RecurrentForecaster
+    ens = EnsembleForecaster([RecurrentForecaster(2, 4, "lstm", hidden_size=5) for _ in range(2)])
+    rebuilt = from_hparams(ens.hparams)
+    rebuilt.load_state_dict(ens.state_dict())  # same parameter names and shapes
+    x = torch.randn(3, 7, 2)
+    torch.testing.assert_close(rebuilt(x), ens(x))
+    with pytest.raises(ValueError, match="at least one member"):
+        EnsembleForecaster([])

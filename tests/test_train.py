@@ -77,6 +77,20 @@ def test_refit_trains_a_fixed_epoch_count_and_keeps_the_last_weights(series) -> 
     assert fitted.meta["epochs"] == 4 and len(fitted.prepared.x_val) == 0
 
 
+def test_refit_trains_an_ensemble_from_consecutive_seeds(series) -> None:
+    cfg = tiny_cfg(**{"model.ensemble_size": 3})
+    fitted = refit(series, cfg, epochs=2, holdout=cfg.test_size)
+    members = fitted.model.members
+    assert len(members) == 3 and fitted.meta["hparams"]["ensemble_size"] == 3
+    alone = refit(series, tiny_cfg(**{"train.seed": cfg.train.seed + 1}), 2, cfg.test_size)
+    for a, b in zip(members[1].parameters(), alone.model.parameters()):
+        torch.testing.assert_close(a, b)  # member 1 is the model of seed + 1
+    w0, w1 = (next(m.parameters()) for m in members[:2])
+    assert not torch.equal(w0, w1)
+    fc = fitted.forecast(series)
+    assert len(fc) == cfg.window.horizon and fc["forecast"].notna().all()
+
+
 def test_same_seed_same_metrics_on_cpu(prepared) -> None:
     cfg = tiny_cfg(**{"train.max_epochs": 8})
     _, h1 = train_model(prepared, cfg)

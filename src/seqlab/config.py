@@ -61,6 +61,10 @@ class WindowConfig(_Section):
     residual: Literal["none", "seasonal_naive"] = "none"
     """``seasonal_naive``: the network learns the correction to the seasonal-naive forecast read
     from its input window (needs ``input_size`` >= the season)."""
+    deseasonalize: Literal["none", "multiplicative", "additive"] = "none"
+    """Remove each series' classical seasonal indices (fitted on the training part, only for
+    series that test seasonal) before scaling, and put them back on the forecasts
+    (``seqlab.seasonal``). ``multiplicative`` leaves series with values <= 0 unadjusted."""
     pad: bool = False
     """Let inputs start before a series does (filled with its first observation): series shorter
     than ``input_size + horizon`` still train and forecast."""
@@ -71,6 +75,10 @@ class ModelConfig(_Section):
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    ensemble_size: int = Field(1, ge=1, le=100)
+    """Final fits train this many members of the chosen architecture from seeds ``train.seed``,
+    ``train.seed + 1``, ... and forecast their median (as N-BEATS and ES-RNN ensemble). Tuning
+    trials train one member each, so the cost is K times the final fits only."""
 
 
 class TrainConfig(_Section):
@@ -151,6 +159,16 @@ class TuneConfig(_Section):
     max_fail_streak: int = Field(5, ge=1)
     """A worker stops with an error after this many failed trials in a row (a broken config)."""
     search_space: dict[str, ParamSpec] = Field(default_factory=dict)
+
+    @field_validator("search_space")
+    @classmethod
+    def _searchable(cls, v: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if "model.ensemble_size" in v:
+            raise ValueError(
+                "model.ensemble_size cannot be searched (trials train one member; a larger "
+                "ensemble only costs more time): set it directly, e.g. model.ensemble_size=5"
+            )
+        return v
 
     @field_validator("storage")
     @classmethod

@@ -14,8 +14,9 @@ import pandas as pd
 
 from seqlab.config import DataConfig, PipelineConfig
 from seqlab.data import DataError, SeriesData, validate
-from seqlab.models import RecurrentForecaster
+from seqlab.models import Forecaster
 from seqlab.redact import redact_tree
+from seqlab.seasonal import Seasonality
 from seqlab.windows import Scaler, apply_transform, decode_forecasts, normalise_windows
 
 META_FORMAT = 2
@@ -30,13 +31,14 @@ def training_end(series: SeriesData, holdout: int) -> dict[str, str]:
 
 
 def model_meta(
-    model: RecurrentForecaster,
+    model: Forecaster,
     scaler: Scaler,
     cfg: PipelineConfig,
     series: SeriesData,
     trained_until: dict[str, str],
     epochs: int,
     season: int = 1,
+    seasonality: Seasonality | None = None,
 ) -> dict[str, Any]:
     """Everything needed to forecast with (and to retrain) a model, as JSON-able data."""
     return {
@@ -51,6 +53,7 @@ def model_meta(
         "residual": cfg.window.residual,
         "pad": cfg.window.pad,
         "season": season,
+        "seasonality": seasonality.to_dict() if seasonality is not None else None,
         "covariates": list(series.covariates),
         "time_column": cfg.data.time_column,
         "target": cfg.data.target,
@@ -100,13 +103,14 @@ def truncate(series: SeriesData, offset: int) -> SeriesData:
 
 
 def forecast_series(
-    model: RecurrentForecaster, scaler: Scaler, meta: dict, series: SeriesData
+    model: Forecaster, scaler: Scaler, meta: dict, series: SeriesData
 ) -> pd.DataFrame:
     """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``."""
     import torch
 
     L, H = meta["input_size"], meta["horizon"]
-    xs, idxs, starts, sids = [], [], [], []
+    seasonality = Seasonality.from_dict(meta["seasonality"]) if meta.get("seasonality") else None
+    xs, idxs, starts, sids, phases = [], [], [], [], []
     for sid, g in series.frame.groupby("unique_id", sort=False):
         try:
             idx = scaler.index_of(str(sid))
@@ -125,6 +129,10 @@ def forecast_series(
         if len(vals) < L:  # a padded model: the series "was" its first value before it began
             vals = np.vstack([np.repeat(vals[:1], L - len(vals), axis=0), vals])
         vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
+        if seasonality is not None:  # phases of the input window, then of the horizon
+            last = seasonality.phase_of(idx, g["ds"].iloc[-1])
+            vals[:, 0] = seasonality.remove(vals[:, 0], idx, np.arange(last - L + 1, last + 1))
+            phases.append(np.arange(last + 1, last + 1 + H))
         xs.append(scaler.transform(vals, idx))
         idxs.append(idx)
         sids.append(str(sid))
@@ -141,7 +149,13 @@ def forecast_series(
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()
     values = decode_forecasts(
-        scaled, ref.astype("float64"), scaler, np.array(idxs), meta.get("transform", "none")
+        scaled,
+        ref.astype("float64"),
+        scaler,
+        np.array(idxs),
+        meta.get("transform", "none"),
+        seasonality,
+        np.stack(phases) if phases else None,
     )
     rows = [
         pd.DataFrame(
@@ -157,7 +171,7 @@ def forecast_series(
 
 
 def forecast_history(
-    model: RecurrentForecaster, scaler: Scaler, meta: dict, history: pd.DataFrame
+    model: Forecaster, scaler: Scaler, meta: dict, history: pd.DataFrame
 ) -> pd.DataFrame:
     """Check a history frame in the user's columns against the model, then forecast it."""
     if not isinstance(history, pd.DataFrame):

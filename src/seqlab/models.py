@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -56,6 +57,38 @@ class RecurrentForecaster(nn.Module):
         out, _ = self.rnn(x)  # (batch, input_size, hidden)
         last = self.dropout(out[:, -1, :])  # (batch, hidden)
         return self.head(last)  # (batch, horizon)
+
+
+class EnsembleForecaster(nn.Module):
+    """Members of one architecture trained from different seeds; forecasts their median.
+
+    The median of each output is taken in the members' common (scaled, normalised) space, which
+    decoding maps monotonically to data units, so it is the median forecast in data units too.
+    With two members it is their mean. One diverged member cannot drag the forecast away.
+    """
+
+    def __init__(self, members: Sequence[RecurrentForecaster]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.hparams = {**members[0].hparams, "ensemble_size": len(members)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([m(x) for m in self.members])  # (K, batch, horizon)
+        return torch.quantile(outs, 0.5, dim=0) if len(self.members) > 1 else outs[0]
+
+
+Forecaster = RecurrentForecaster | EnsembleForecaster
+
+
+def from_hparams(hparams: dict[str, Any]) -> Forecaster:
+    """An untrained model of the architecture ``hparams`` describes (a model's ``.hparams``)."""
+    h = dict(hparams)
+    k = int(h.pop("ensemble_size", 1))
+    if k > 1:
+        return EnsembleForecaster([RecurrentForecaster(**h) for _ in range(k)])
+    return RecurrentForecaster(**h)
 
 
 def build_model(

@@ -24,7 +24,7 @@ from seqlab.devices import resolve_device
 from seqlab.errors import TrainingError
 from seqlab.evaluate import Backtest, backtest
 from seqlab.inference import forecast_series, model_meta, training_end
-from seqlab.models import RecurrentForecaster, build_model
+from seqlab.models import EnsembleForecaster, Forecaster, RecurrentForecaster, build_model
 from seqlab.train import Callback, DeviceData, History, fit, seed_everything
 from seqlab.windows import PreparedData, backtest_offsets, prepare
 
@@ -50,6 +50,7 @@ def prepare_fit(
         season_for(cfg, series.freq),
         w.residual,
         w.pad,
+        w.deseasonalize,
     )
 
 
@@ -88,7 +89,7 @@ def learn_epochs(series: SeriesData, cfg: PipelineConfig) -> int:
 class FittedModel:
     """A model with what it needs to forecast: its scaler, its metadata, its training end."""
 
-    model: RecurrentForecaster
+    model: Forecaster
     prepared: PreparedData
     meta: dict
     history: History
@@ -98,11 +99,20 @@ class FittedModel:
 
 
 def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) -> FittedModel:
-    """Train ``cfg`` for ``epochs`` on everything but the last ``holdout`` points."""
+    """Train ``cfg`` for ``epochs`` on everything but the last ``holdout`` points.
+
+    With ``model.ensemble_size`` K > 1, K members train from seeds ``seed .. seed + K - 1`` and
+    forecast their median; ``history`` is the first member's."""
     fixed = with_overrides(cfg, {"train.max_epochs": max(1, epochs), "train.patience": None})
     prepared = prepare_fit(series, fixed, holdout)
-    model, hist = train_model(prepared, fixed)
-    model.cpu()
+    members, hist = [], None
+    for k in range(cfg.model.ensemble_size):  # member k trains from seed + k
+        member_cfg = with_overrides(fixed, {"train.seed": fixed.train.seed + k}) if k else fixed
+        member, member_hist = train_model(prepared, member_cfg)
+        members.append(member.cpu())
+        hist = hist or member_hist
+    model: Forecaster = members[0] if len(members) == 1 else EnsembleForecaster(members)
+    assert hist is not None
     meta = model_meta(
         model,
         prepared.scaler,
@@ -111,6 +121,7 @@ def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) ->
         training_end(series, holdout),
         epochs,
         prepared.season,
+        prepared.seasonality,
     )
     return FittedModel(model, prepared, meta, hist)
 

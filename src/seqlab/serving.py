@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from seqlab.data import DataError
 from seqlab.inference import forecast_history
-from seqlab.models import RecurrentForecaster
+from seqlab.models import Forecaster, from_hparams
 from seqlab.registry import RegistryError
 from seqlab.windows import Scaler
 
@@ -38,7 +38,7 @@ class SeqlabForecaster(mlflow.pyfunc.PythonModel):
 
         self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
         self.scaler = Scaler.from_dict(self.meta["scaler"])
-        self.model = RecurrentForecaster(**self.meta["hparams"])
+        self.model = from_hparams(self.meta["hparams"])
         state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
         self.model.eval()
@@ -83,7 +83,7 @@ class LoggedModel:
 def log_pyfunc(
     client: MlflowClient,
     run_id: str,
-    model: RecurrentForecaster,
+    model: Forecaster,
     meta: dict,
     example: pd.DataFrame,
     prediction: pd.DataFrame,

@@ -77,6 +77,8 @@ class ValScorer:
     inv_mase: torch.Tensor  # (N, 1) 1 / seasonal-naive MAE of the series' training part
     target: torch.Tensor  # (N, H) raw values
     log: bool
+    season_mul: torch.Tensor | None = None  # (N, H) seasonal indices put back by multiplying
+    season_add: torch.Tensor | None = None  # (N, H) ... or by adding
 
     @classmethod
     def from_prepared(cls, p: PreparedData, device: torch.device) -> ValScorer:
@@ -84,6 +86,11 @@ class ValScorer:
             return torch.as_tensor(np.asarray(a, dtype=np.float32)[:, None], device=device)
 
         idx = p.val_series
+        mul = add = None
+        s = p.seasonality
+        if s is not None and s.kind != "none" and p.val_phases is not None and len(idx):
+            f = torch.as_tensor(s.factors(idx, p.val_phases), dtype=torch.float32, device=device)
+            mul, add = (f, None) if s.kind == "multiplicative" else (None, f)
         return cls(
             torch.as_tensor(p.val_ref, dtype=torch.float32, device=device),
             col(p.scaler.loc[idx, 0]),
@@ -91,10 +98,16 @@ class ValScorer:
             col(1.0 / p.mase_scale[idx]),
             torch.as_tensor(p.val_target, dtype=torch.float32, device=device),
             p.transform == "log",
+            mul,
+            add,
         )
 
     def __call__(self, pred: torch.Tensor) -> torch.Tensor:
         values = (pred.float() + self.ref) * self.scale + self.loc  # (N, H)
+        if self.season_mul is not None:
+            values = values * self.season_mul
+        if self.season_add is not None:
+            values = values + self.season_add
         if self.log:
             values = torch.exp(values)
         per_window = (values - self.target).abs().mean(dim=1, keepdim=True) * self.inv_mase

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data import SeriesData
+from seqlab.seasonal import Kind, Seasonality, fit_seasonality
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,22 @@ def normalise_windows(
 
 
 def decode_forecasts(
-    scaled: np.ndarray, ref: np.ndarray, scaler: Scaler, series_index: np.ndarray, transform: str
+    scaled: np.ndarray,
+    ref: np.ndarray,
+    scaler: Scaler,
+    series_index: np.ndarray,
+    transform: str,
+    seasonality: Seasonality | None = None,
+    phases: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model outputs (N, H) back to the data's units: add the baseline ((N, H), or a per-window
-    reference (N,)), unscale, untransform."""
+    reference (N,)), unscale, put the seasonal indices back (at ``phases``, (N, H)),
+    untransform."""
     base = ref if np.ndim(ref) == 2 else ref[:, None]
-    levels = scaled.astype("float64") + base
-    return invert_transform(scaler.inverse_target(levels, series_index), transform)
+    levels = scaler.inverse_target(scaled.astype("float64") + base, series_index)
+    if seasonality is not None and seasonality.kind != "none" and phases is not None:
+        levels = seasonality.restore(levels, series_index, phases)
+    return invert_transform(levels, transform)
 
 
 def seasonal_mae(train: np.ndarray, season: int) -> float:
@@ -235,9 +245,21 @@ class PreparedData:
     residual: str = "none"
     season: int = 1
     pad: bool = False
+    seasonality: Seasonality | None = None
+    """Seasonal indices removed before scaling (``window.deseasonalize``), else ``None``."""
+    val_phases: np.ndarray | None = None
+    """(N_val, H) phase of each validation target point, to put the indices back."""
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
-        return decode_forecasts(scaled, self.val_ref, self.scaler, self.val_series, self.transform)
+        return decode_forecasts(
+            scaled,
+            self.val_ref,
+            self.scaler,
+            self.val_series,
+            self.transform,
+            self.seasonality,
+            self.val_phases,
+        )
 
     def val_mase(self, scaled: np.ndarray) -> float:
         """Mean MASE of validation forecasts (model outputs on ``x_val``), in data units."""
@@ -258,6 +280,7 @@ def prepare(
     season: int = 1,
     residual: str = "none",
     pad: bool = False,
+    deseasonalize: Kind = "none",
 ) -> PreparedData:
     """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
     points after it (stride 1), scale with statistics of the training part only.
@@ -265,18 +288,32 @@ def prepare(
     ``pad``: inputs may start before a series does, filled with its first observation, so
     series shorter than ``input_size + horizon`` still train (one observed point is enough).
     A series too short for any window of this fit is skipped (listed in ``skipped``); only when
-    every series is, the fit fails.
+    every series is, the fit fails. ``deseasonalize``: seasonal indices fitted on each training
+    part (``seqlab.seasonal``) are removed from the target before scaling.
     """
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
-    groups = []
+    groups, anchors = [], []
     for sid, g in data.frame.groupby("unique_id", sort=False):
         values = g[["y", *data.covariates]].to_numpy("float64", copy=True)
         raw = values[:, 0].copy()
         values[:, 0] = apply_transform(values[:, 0], transform)
         groups.append((str(sid), values, raw))
+        anchors.append(g["ds"].iloc[0])
     sids = [sid for sid, _, _ in groups]
     ends = [len(v) - holdout for _, v, _ in groups]
+    seasonality = None
+    if deseasonalize != "none":
+        seasonality = fit_seasonality(
+            [v[: max(end, 0), 0] for (_, v, _), end in zip(groups, ends)],
+            sids,
+            anchors,
+            season,
+            deseasonalize,
+            data.freq,
+        )
+        for i, (_, v, _) in enumerate(groups):
+            v[:, 0] = seasonality.remove(v[:, 0], i, np.arange(len(v)))
     min_input = 1 if pad else input_size
     usable = [end >= min_input + horizon for end in ends]
     if not any(usable):
@@ -294,6 +331,7 @@ def prepare(
     lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
     xs_tr, ys_tr, tr_sid, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], [], []
+    va_phase: list[np.ndarray] = []
     for i, ((_, v, raw), end) in enumerate(zip(groups, ends)):
         if not usable[i]:
             continue
@@ -317,6 +355,7 @@ def prepare(
                 if len(x)
                 else np.empty((0, horizon))
             )
+            va_phase.append((starts - lead)[:, None] + np.arange(horizon)[None, :])
 
     f = 1 + len(data.covariates)
 
@@ -359,4 +398,10 @@ def prepare(
         residual=residual,
         season=season,
         pad=pad,
+        seasonality=seasonality,
+        val_phases=(
+            np.concatenate(va_phase).astype(np.int64)
+            if va_phase
+            else np.zeros((0, horizon), np.int64)
+        ),
     )
