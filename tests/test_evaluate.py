@@ -7,10 +7,13 @@ from seqlab.data import validate
 from seqlab.evaluate import (
     backtest,
     cross_validation,
+    interval_metrics,
     mae,
     mase,
     mase_scale,
     naive_forecast,
+    pinball,
+    quantile_levels,
     rmse,
     seasonal_naive_forecast,
     smape,
@@ -134,3 +137,34 @@ def test_backtest_subset_and_mase_with_noise() -> None:
     y = df["y"].to_numpy()
     scale = np.mean(np.abs(y[4 : n - 3] - y[: n - 7]))  # history before the last cutoff
     assert bt.scores("model", "mase")[2] == pytest.approx(0.5 / scale)
+
+
+def test_interval_metrics_pinball_and_coverage_values() -> None:
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    med = np.array([0.0, 1.0, 2.0, 5.0])  # pinball at 0.5: |error| / 2 -> mean 0.25
+    lo, hi = np.full(4, 0.5), np.full(4, 2.5)  # y inside for 1.0 and 2.0 only
+    m = interval_metrics(y, {0.1: lo, 0.9: hi}, med, scale=2.0)
+    assert m["coverage_80"] == pytest.approx(0.5)
+    expected = np.mean([pinball(y, lo, 0.1), pinball(y, med, 0.5), pinball(y, hi, 0.9)]) / 2.0
+    assert m["spl"] == pytest.approx(expected)
+    assert pinball(y, med, 0.5) == pytest.approx(0.25)
+    assert pinball(np.array([1.0]), np.array([0.0]), 0.9) == pytest.approx(0.9)
+    assert pinball(np.array([0.0]), np.array([1.0]), 0.9) == pytest.approx(0.1)
+
+
+def test_backtest_scores_quantile_forecasts_for_the_model_only() -> None:
+    series = seasonal_series(n_series=2)
+    point = truth_plus(0.0, series)
+
+    def with_band(history):  # an interval of +-1 around the truth, median 0.5 too high
+        fc = point(history)
+        return fc.assign(**{"q0.1": fc["forecast"] - 1, "q0.9": fc["forecast"] + 1}).assign(
+            forecast=fc["forecast"] + 0.5
+        )
+
+    bt = backtest(series, offsets=[6, 3], horizon=3, season=4, forecaster=with_band)
+    assert {"q0.1", "q0.9"} <= set(bt.frame.columns)
+    assert bt.mean["model"]["coverage_80"] == pytest.approx(1.0)
+    assert "coverage_80" not in bt.mean["seasonal_naive"]
+    assert "test/coverage_80" in bt.flat() and "test/seasonal_naive/spl" not in bt.flat()
+    assert quantile_levels(bt.frame) == [0.1, 0.9]

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from seqlab.models import EnsembleForecaster, RecurrentForecaster, count_parameters, from_hparams
+from seqlab.models import (
+    EnsembleForecaster,
+    RecurrentForecaster,
+    count_parameters,
+    from_hparams,
+    point_index,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +71,19 @@ def test_from_hparams_rebuilds_single_models_and_ensembles() -> None:
     torch.testing.assert_close(rebuilt(x), ens(x))
     with pytest.raises(ValueError, match="at least one member"):
         EnsembleForecaster([])
+
+
+def test_quantile_head_forecasts_sorted_levels_per_step() -> None:
+    m = RecurrentForecaster(1, 4, "lstm", hidden_size=6, quantiles=[0.1, 0.5, 0.9])
+    x = torch.randn(5, 8, 1)
+    m.train()
+    assert m(x).shape == (5, 4, 3)
+    m.eval()
+    out = m(x)
+    assert torch.all(out[..., :-1] <= out[..., 1:])  # never crossing outside training
+    assert point_index(m) == 1 and point_index(RecurrentForecaster(1, 4)) is None
+    rebuilt = from_hparams(m.hparams)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(x), out)
+    with pytest.raises(ValueError, match="include 0.5"):
+        RecurrentForecaster(1, 4, quantiles=[0.1, 0.9])

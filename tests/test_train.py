@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from seqlab.config import PipelineConfig, TrainConfig, with_overrides
 from seqlab.data import validate
 from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import backtest_model, prepare_data, refit, train_model
-from seqlab.train import Callback, DeviceData, NonFiniteLossError, fit, predict
+from seqlab.train import Callback, DeviceData, NonFiniteLossError, PinballLoss, fit, predict
 
 
 def tiny_cfg(**over: object) -> PipelineConfig:
@@ -153,3 +154,37 @@ def test_fit_accepts_prepared_and_predict_shapes(prepared) -> None:
     assert hist.samples_per_second > 0
     out = predict(model, prepared.x_val)
     assert out.shape == (len(prepared.x_val), 7) and np.isfinite(out).all()
+
+
+def test_pinball_loss_values() -> None:
+    loss = PinballLoss([0.1, 0.5, 0.9])
+    pred = torch.zeros(1, 1, 3)
+    # Actual 1 above every quantile: 0.1, 0.5 and 0.9 times the shortfall, averaged.
+    assert float(loss(pred, torch.ones(1, 1))) == pytest.approx((0.1 + 0.5 + 0.9) / 3)
+    # Actual 1 below: (1 - level) times the excess.
+    assert float(loss(pred, -torch.ones(1, 1))) == pytest.approx((0.9 + 0.5 + 0.1) / 3)
+
+
+def test_quantile_forecasts_cover_a_noise_process_near_nominal() -> None:
+    """On white noise around a level, the 10%-90% band should hold ~80% of unseen points."""
+    rng = np.random.default_rng(3)
+    n = 700
+    frame = pd.DataFrame(
+        {"ds": pd.date_range("2020-01-01", periods=n, freq="D"), "y": 10 + rng.normal(0, 1, n)}
+    )
+    cfg = tiny_cfg(
+        **{
+            "model.quantiles": [0.1, 0.5, 0.9],
+            "train.loss": "pinball",
+            "window.local_norm": "none",
+            "train.max_epochs": 15,
+            "eval.backtest_windows": 30,
+        }
+    )
+    series = validate(frame, cfg.data)
+    bt = backtest_model(refit(series, cfg, 15, cfg.test_size), series, cfg)
+    assert bt.frame.shape[0] == 30 * 7
+    assert bt.mean["model"]["coverage_80"] == pytest.approx(0.8, abs=0.1)
+    assert (bt.frame["q0.1"] <= bt.frame["model"]).all()
+    assert (bt.frame["model"] <= bt.frame["q0.9"]).all()
+    assert bt.mean["model"]["spl"] > 0

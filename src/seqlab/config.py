@@ -75,6 +75,10 @@ class ModelConfig(_Section):
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    quantiles: list[float] | None = None
+    """Forecast these quantile levels (e.g. ``[0.1, 0.5, 0.9]``; 0.5, the median, is the point
+    forecast) with ``train.loss: pinball``; the backtest adds interval coverage and the scaled
+    pinball loss, and forecasts carry a ``q<level>`` column per level."""
     ensemble_size: int = Field(1, ge=1, le=100)
     """Final fits train this many members of the chosen architecture from seeds ``train.seed``,
     ``train.seed + 1``, ... and forecast their median (as N-BEATS and ES-RNN ensemble). Tuning
@@ -90,7 +94,8 @@ class TrainConfig(_Section):
     patience: int | None = Field(20, ge=1)
     """Early-stopping patience in epochs on validation loss; ``null`` disables it."""
     grad_clip: float | None = Field(1.0, gt=0)
-    loss: Literal["mse", "mae", "huber"] = "mse"
+    loss: Literal["mse", "mae", "huber", "pinball"] = "mse"
+    """``pinball``: the quantile loss, for ``model.quantiles`` (and only with them)."""
     windows_per_epoch: int | None = Field(2048, ge=1)
     """At most this many training windows per epoch: with more, an epoch samples this many
     (series first, then a window of it, both uniformly), so many or long series fit a time
@@ -240,6 +245,26 @@ class PipelineConfig(_Section):
         if not v or any(c in v for c in "/\\ "):
             raise ValueError("name must be non-empty, without spaces or slashes")
         return v
+
+    @model_validator(mode="after")
+    def _quantiles_and_loss(self) -> PipelineConfig:
+        q = self.model.quantiles
+        if q is not None:
+            if not q or any(not 0 < v < 1 for v in q) or sorted(set(q)) != q:
+                raise ValueError(
+                    "model.quantiles: give increasing levels strictly between 0 and 1, e.g. "
+                    "[0.1, 0.5, 0.9]"
+                )
+            if 0.5 not in q:
+                raise ValueError("model.quantiles must include 0.5 (the point forecast)")
+            if self.train.loss != "pinball":
+                raise ValueError(
+                    f"model.quantiles is set but train.loss is {self.train.loss}: quantiles are "
+                    "trained with train.loss=pinball"
+                )
+        elif self.train.loss == "pinball":
+            raise ValueError("train.loss=pinball needs model.quantiles, e.g. [0.1, 0.5, 0.9]")
+        return self
 
     # Derived names: one place decides them.
     @property

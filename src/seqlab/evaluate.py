@@ -21,6 +21,37 @@ from seqlab.windows import seasonal_mae
 METRICS = ("mae", "rmse", "smape", "mase")
 
 
+def quantile_levels(frame: pd.DataFrame) -> list[float]:
+    """Levels of the ``q<level>`` columns of a forecast or cross-validation frame."""
+    out = []
+    for c in frame.columns:
+        if isinstance(c, str) and c.startswith("q"):
+            try:
+                out.append(float(c[1:]))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
+def pinball(y: np.ndarray, f: np.ndarray, level: float) -> float:
+    diff = y - f
+    return float(np.mean(np.maximum(level * diff, (level - 1) * diff)))
+
+
+def interval_metrics(
+    y: np.ndarray, quantiles: dict[float, np.ndarray], median: np.ndarray, scale: float
+) -> dict[str, float]:
+    """``spl``: the pinball loss averaged over the levels (the median included), scaled like
+    MASE; ``coverage_<P>``: share of actuals inside each central P% interval (levels q, 1 - q)."""
+    levels = {**quantiles, 0.5: median}
+    out = {"spl": float(np.mean([pinball(y, f, q) for q, f in levels.items()])) / scale}
+    for q, lo in quantiles.items():
+        hi = quantiles.get(round(1 - q, 10))
+        if q < 0.5 and hi is not None:
+            out[f"coverage_{round(100 * (1 - 2 * q)):d}"] = float(np.mean((y >= lo) & (y <= hi)))
+    return out
+
+
 def mae(y: np.ndarray, f: np.ndarray) -> float:
     return float(np.mean(np.abs(y - f)))
 
@@ -86,7 +117,8 @@ def cross_validation(
     ``labels``: the window number of each, default 0, 1, ...).
 
     Returns one row per series, window and step: ``unique_id, window, cutoff, ds, y, model,
-    naive, seasonal_naive, mase_scale``; ``cutoff`` is the last timestamp the forecast saw.
+    naive, seasonal_naive, mase_scale`` (and the model's ``q<level>`` columns when it forecasts
+    quantiles); ``cutoff`` is the last timestamp the forecast saw.
     """
     from seqlab.inference import truncate
 
@@ -98,17 +130,18 @@ def cross_validation(
         if not enough:
             continue
         history = keep_series(truncate(series, offset), enough)
-        fc = forecaster(history).set_index(["unique_id", "ds"])["forecast"]
+        out = forecaster(history).set_index(["unique_id", "ds"])
+        fc, qcols = out["forecast"], [f"q{q:g}" for q in quantile_levels(out)]
         for sid, g in series.frame.groupby("unique_id", sort=False):
             if sid not in enough:
                 continue
             past = g["y"].to_numpy("float64")[: len(g) - offset]
             future = g.iloc[len(g) - offset : len(g) - offset + horizon]
-            model = fc.reindex(
-                pd.MultiIndex.from_arrays(
-                    [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]
-                )
+            where = pd.MultiIndex.from_arrays(
+                [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]
             )
+            model = fc.reindex(where)
+            quantiles = {c: out[c].reindex(where).to_numpy("float64") for c in qcols}
             parts.append(
                 pd.DataFrame(
                     {
@@ -123,6 +156,7 @@ def cross_validation(
                             : len(future)
                         ],
                         "mase_scale": mase_scale(past, season),
+                        **quantiles,
                     }
                 )
             )
@@ -135,6 +169,7 @@ class Backtest:
 
     frame: pd.DataFrame  # the cross-validation frame
     per_window: pd.DataFrame  # window, cutoff, method, mae, rmse, smape, mase (mean over series)
+    # (+ spl, coverage_<P> on the model's rows when it forecasts quantiles)
     per_series: pd.DataFrame  # unique_id, method, metrics (mean over windows)
     mean: dict[str, dict[str, float]]  # method -> metric -> mean over windows
     season: int
@@ -171,22 +206,22 @@ class Backtest:
 
 def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
     rows = []
+    levels = quantile_levels(frame) if method == "model" else []
     for (sid, window), g in frame.groupby(["unique_id", "window"], sort=False):
         y, f = g["y"].to_numpy(), g[method].to_numpy()
+        scale = g["mase_scale"].iloc[0]
         row = {"unique_id": sid, "window": window, "cutoff": g["cutoff"].iloc[0]}
         if not np.isfinite(f).all():
             # A missing or non-finite forecast is infinitely wrong: it must never average away.
             rows.append({**row, **{m: float("inf") for m in METRICS}})
             continue
-        rows.append(
-            {
-                **row,
-                "mae": mae(y, f),
-                "rmse": rmse(y, f),
-                "smape": smape(y, f),
-                "mase": mae(y, f) / g["mase_scale"].iloc[0],
-            }
+        row.update(
+            {"mae": mae(y, f), "rmse": rmse(y, f), "smape": smape(y, f), "mase": mae(y, f) / scale}
         )
+        if levels:
+            qs = {q: g[f"q{q:g}"].to_numpy("float64") for q in levels}
+            row.update(interval_metrics(y, qs, f, scale))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -195,18 +230,19 @@ def score_backtest(frame: pd.DataFrame, season: int) -> Backtest:
     per_window, per_series, mean = [], [], {}
     for method in methods:
         sw = _series_window_scores(frame, method)
+        names = [c for c in sw.columns if c not in ("unique_id", "window", "cutoff")]
         pw = (
             sw.groupby("window", sort=True)
-            .agg(cutoff=("cutoff", "first"), **{m: (m, "mean") for m in METRICS})
+            .agg(cutoff=("cutoff", "first"), **{m: (m, "mean") for m in names})
             .reset_index()
         )
         pw.insert(2, "method", method)
         per_window.append(pw)
-        ps = sw.groupby("unique_id", sort=False)[list(METRICS)].mean().reset_index()
+        ps = sw.groupby("unique_id", sort=False)[names].mean().reset_index()
         ps.insert(1, "method", method)
         per_series.append(ps)
         mean[method] = {
-            m: float(np.nanmean(pw[m])) if pw[m].notna().any() else float("nan") for m in METRICS
+            m: float(np.nanmean(pw[m])) if pw[m].notna().any() else float("nan") for m in names
         }
     return Backtest(
         frame.reset_index(drop=True),
@@ -256,8 +292,20 @@ def plot_backtest(
         before = g[g["ds"] < first].tail(context if context is not None else 2 * horizon)
         shown = pd.concat([before, g[g["ds"] >= first]])
         ax.plot(shown["ds"], shown["y"], color="black", lw=1.6, label="actual")
+        levels = quantile_levels(fc)
         for w, part in fc.groupby("window", sort=True):
             label = w == fc["window"].min()
+            if len(levels) >= 2:  # the widest interval the model forecasts
+                lo, hi = levels[0], levels[-1]
+                ax.fill_between(
+                    part["ds"],
+                    part[f"q{lo:g}"],
+                    part[f"q{hi:g}"],
+                    color="tab:blue",
+                    alpha=0.2,
+                    lw=0,
+                    label=f"model {lo:g}-{hi:g} quantiles" if label else None,
+                )
             ax.plot(
                 part["ds"], part["model"], color="tab:blue", lw=2, label="model" if label else None
             )

@@ -102,10 +102,16 @@ def truncate(series: SeriesData, offset: int) -> SeriesData:
     return SeriesData(kept, series.freq, series.covariates, series.digest, series.source)
 
 
+def quantile_column(level: float) -> str:
+    """The forecast column of a quantile level: ``q0.1``, ``q0.9`` (the median is ``forecast``)."""
+    return f"q{level:g}"
+
+
 def forecast_series(
     model: Forecaster, scaler: Scaler, meta: dict, series: SeriesData
 ) -> pd.DataFrame:
-    """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``."""
+    """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``, and
+    for a quantile model one ``q<level>`` column per level other than the median."""
     import torch
 
     L, H = meta["input_size"], meta["horizon"]
@@ -148,25 +154,31 @@ def forecast_series(
     model.eval()
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()
-    values = decode_forecasts(
-        scaled,
-        ref.astype("float64"),
-        scaler,
-        np.array(idxs),
-        meta.get("transform", "none"),
-        seasonality,
-        np.stack(phases) if phases else None,
-    )
-    rows = [
-        pd.DataFrame(
-            {
-                "unique_id": sid,
-                "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
-                "forecast": values[k],
-            }
+    levels = meta["hparams"].get("quantiles") or [0.5]
+    if scaled.ndim == 2:
+        scaled = scaled[..., None]
+    decoded = [
+        decode_forecasts(
+            scaled[..., j],
+            ref.astype("float64"),
+            scaler,
+            np.array(idxs),
+            meta.get("transform", "none"),
+            seasonality,
+            np.stack(phases) if phases else None,
         )
-        for k, (sid, start) in enumerate(zip(sids, starts))
+        for j in range(scaled.shape[-1])
     ]
+    point = levels.index(0.5)
+    rows = []
+    for k, (sid, start) in enumerate(zip(sids, starts)):
+        row = {
+            "unique_id": sid,
+            "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
+            "forecast": decoded[point][k],
+        }
+        row.update({quantile_column(q): decoded[j][k] for j, q in enumerate(levels) if j != point})
+        rows.append(pd.DataFrame(row))
     return pd.concat(rows, ignore_index=True)
 
 

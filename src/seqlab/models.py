@@ -17,6 +17,10 @@ class RecurrentForecaster(nn.Module):
 
     ``rnn`` is the Elman cell, h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h). The head maps the last
     hidden state to all ``horizon`` steps at once (no recursive feeding of predictions).
+
+    With ``quantiles`` (levels in (0, 1), 0.5 among them) the head forecasts each level of every
+    step: output (batch, horizon, Q), trained with the pinball loss. Outside training the levels
+    are sorted along the last axis, so the forecast quantiles never cross.
     """
 
     def __init__(
@@ -27,8 +31,12 @@ class RecurrentForecaster(nn.Module):
         hidden_size: int = 64,
         num_layers: int = 1,
         dropout: float = 0.0,
+        quantiles: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        self.quantiles = tuple(float(q) for q in quantiles) if quantiles else None
+        if self.quantiles is not None and 0.5 not in self.quantiles:
+            raise ValueError("quantiles must include 0.5 (the point forecast)")
         if cell not in _CELLS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(_CELLS)}")
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
@@ -42,8 +50,9 @@ class RecurrentForecaster(nn.Module):
             **extra,
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, horizon)
-        self.hparams = {
+        self.horizon = horizon
+        self.head = nn.Linear(hidden_size, horizon * len(self.quantiles or (0.5,)))
+        self.hparams: dict[str, Any] = {
             "n_features": n_features,
             "horizon": horizon,
             "cell": cell,
@@ -51,12 +60,24 @@ class RecurrentForecaster(nn.Module):
             "num_layers": num_layers,
             "dropout": dropout,
         }
+        if self.quantiles is not None:
+            self.hparams["quantiles"] = list(self.quantiles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, input_size, n_features)
         out, _ = self.rnn(x)  # (batch, input_size, hidden)
         last = self.dropout(out[:, -1, :])  # (batch, hidden)
-        return self.head(last)  # (batch, horizon)
+        y = self.head(last)  # (batch, horizon) or (batch, horizon * Q)
+        if self.quantiles is None:
+            return y
+        y = y.view(y.shape[0], self.horizon, len(self.quantiles))
+        return y if self.training else torch.sort(y, dim=-1).values
+
+
+def point_index(model: nn.Module) -> int | None:
+    """Index of the median in a quantile model's last output axis; ``None`` for point models."""
+    q = getattr(model, "quantiles", None)
+    return None if q is None else list(q).index(0.5)
 
 
 class EnsembleForecaster(nn.Module):
@@ -72,6 +93,7 @@ class EnsembleForecaster(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
+        self.quantiles = members[0].quantiles
         self.hparams = {**members[0].hparams, "ensemble_size": len(members)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,9 +114,23 @@ def from_hparams(hparams: dict[str, Any]) -> Forecaster:
 
 
 def build_model(
-    n_features: int, horizon: int, cell: str, hidden_size: int, num_layers: int, dropout: float
+    n_features: int,
+    horizon: int,
+    cell: str,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+    quantiles: Sequence[float] | None = None,
 ) -> RecurrentForecaster:
-    return RecurrentForecaster(n_features, horizon, cell, hidden_size, num_layers, dropout)  # type: ignore[arg-type]
+    return RecurrentForecaster(
+        n_features,
+        horizon,
+        cell,  # type: ignore[arg-type]
+        hidden_size,
+        num_layers,
+        dropout,
+        quantiles,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -62,7 +62,13 @@ def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
 def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentForecaster:
     m = cfg.model
     return build_model(
-        prepared.n_features, prepared.horizon, m.cell, m.hidden_size, m.num_layers, m.dropout
+        prepared.n_features,
+        prepared.horizon,
+        m.cell,
+        m.hidden_size,
+        m.num_layers,
+        m.dropout,
+        m.quantiles,
     )
 
 

@@ -390,7 +390,7 @@ def log_backtest(ref: RunRef, bt: Any) -> None:
     items = []
     for row in bt.per_window.itertuples(index=False):
         head = "backtest" if row.method == "model" else f"backtest/{row.method}"
-        for m in ("mase", "smape", "mae", "rmse"):
+        for m in bt.per_window.columns.drop(["window", "cutoff", "method"]):
             value = float(getattr(row, m))
             if value == value:
                 items.append(Metric(f"{head}/{m}", value, now, int(row.window)))

@@ -22,6 +22,7 @@ from torch import nn
 from seqlab.config import TrainConfig
 from seqlab.devices import resolve_device
 from seqlab.errors import NonFiniteLossError  # noqa: F401 (raised here, re-exported)
+from seqlab.models import point_index
 from seqlab.windows import PreparedData
 
 
@@ -168,6 +169,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class PinballLoss(nn.Module):
+    """Mean quantile (pinball) loss of forecasts (B, H, Q) at levels ``quantiles`` against (B, H);
+    at level 0.5 it is half the absolute error."""
+
+    def __init__(self, quantiles: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("levels", torch.tensor(list(quantiles), dtype=torch.float32))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = target.unsqueeze(-1) - pred  # (B, H, Q)
+        return torch.maximum(self.levels * diff, (self.levels - 1) * diff).mean()
+
+
+def make_loss(name: str, model: nn.Module) -> nn.Module:
+    """The loss ``train.loss`` names; ``pinball`` at the model's quantile levels."""
+    if name == "pinball":
+        quantiles = getattr(model, "quantiles", None)
+        if not quantiles:
+            raise ValueError("train.loss=pinball needs a model with quantiles (model.quantiles)")
+        return PinballLoss(quantiles)
+    return LOSSES[name]()
+
+
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
     "mae": nn.L1Loss,
@@ -254,8 +278,10 @@ def eval_loss(
     precision: str,
     chunk: int = 8192,
     scorer: ValScorer | None = None,
+    point: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss over (x, y) and the scorer's value (the loss without one), as 0-d tensors."""
+    """Mean loss over (x, y) and the scorer's value (the loss without one), as 0-d tensors.
+    ``point``: for a quantile model, the index of the level the scorer scores (the median)."""
     model.eval()
     total = torch.zeros((), device=x.device)
     preds = []
@@ -265,7 +291,7 @@ def eval_loss(
             pred = model(xb).float()
         total += loss_fn(pred, yb) * xb.shape[0]
         if scorer is not None:
-            preds.append(pred)
+            preds.append(pred if point is None else pred[..., point])
     loss = total / max(x.shape[0], 1)
     return loss, (scorer(torch.cat(preds)) if scorer is not None else loss)
 
@@ -336,7 +362,8 @@ def fit(
     if device.type == "cpu":
         torch.set_num_threads(cfg.num_threads or cpu_threads_for(model))
     model.to(device)
-    loss_fn = LOSSES[cfg.loss]()
+    loss_fn = make_loss(cfg.loss, model).to(device)
+    point = point_index(model)
     optimizer = make_optimizer(model, cfg, device)
     precision = choose_precision(model, data, cfg, loss_fn)
     generator = torch.Generator(device=device)
@@ -376,7 +403,13 @@ def fit(
         )
         if has_val:
             va, sc = eval_loss(
-                model, data.x_val, data.y_val, loss_fn, precision, scorer=data.val_scorer
+                model,
+                data.x_val,
+                data.y_val,
+                loss_fn,
+                precision,
+                scorer=data.val_scorer,
+                point=point,
             )
         else:
             va = sc = tr
