@@ -144,6 +144,31 @@ def backtest_task(
     return bt
 
 
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(
+    fitted: FittedModel,
+    series: SeriesData,
+    cfg: PipelineConfig,
+    run: tracking.RunRef,
+    tuning: TuningResult,
+) -> None:
+    """Permutation importance, attributions and the study's plots under ``explain/`` on the
+    parent run, the most important input group as tag ``seqlab.top_feature``. A failure here
+    is a warning: it never fails the training run."""
+    from seqlab import explain
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = explain.explain(fitted, series, cfg, tmp, tuning.study, cfg.eval.plot)
+            for path in result.files.values():
+                tracking.log_artifact(run, path, "explain")
+        tracking.log_metrics(run, result.metrics())
+        if result.top_feature is not None:
+            tracking.set_tags(run, {"seqlab.top_feature": result.top_feature})
+    except Exception as e:  # noqa: BLE001 - explanations never fail a run
+        get_run_logger().warning("explanations not logged: %s", str(e).splitlines()[0][:300])
+
+
 @task(name="log-model", retries=1, cache_policy=NO_CACHE)
 def log_model_task(
     fitted: FittedModel, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
@@ -151,6 +176,10 @@ def log_model_task(
     history = user_frame(series, cfg.data)
     first = (series.frame["unique_id"] == series.frame["unique_id"].iloc[0]).to_numpy()
     example = history[first].tail(cfg.window.input_size).reset_index(drop=True)
+    if series.future:  # an input with known-future covariates ends with the horizon's rows
+        example = history[first].tail(cfg.window.input_size + cfg.window.horizon)
+        example = example.reset_index(drop=True)
+        example.loc[cfg.window.input_size :, cfg.data.target] = float("nan")
     prediction = forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, example)
     return serving.log_pyfunc(
         run.client(), run.run_id, fitted.model, fitted.meta, example, prediction
@@ -328,6 +357,7 @@ def training_pipeline(
         )
         evaluated = refit_task(series, trained, epochs, cfg.test_size)
         bt = backtest_task(evaluated, series, trained, run)
+        explain_task(evaluated, series, trained, run, tuning)
         summary = RunSummary(
             dataset=cfg.dataset_name,
             experiment=cfg.experiment_name,

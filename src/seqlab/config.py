@@ -33,6 +33,10 @@ class DataConfig(_Section):
     """Column naming the series in long format; several series train one global model."""
     covariates: list[str] = Field(default_factory=list)
     """Numeric columns fed to the model as extra (past) inputs."""
+    future_covariates: list[str] = Field(default_factory=list)
+    """Numeric columns known in advance (a calendar of promotions, holidays, a weather forecast):
+    fed as inputs over the input window and for the forecast horizon. Forecasting needs their
+    values for the ``horizon`` steps after each series' history: rows with an empty target."""
     freq: str | None = None
     """Pandas offset alias (``MS``, ``D``, ``h``...). Inferred when unset."""
     fill: Literal["error", "ffill", "interpolate", "zero"] = "error"
@@ -41,6 +45,16 @@ class DataConfig(_Section):
     """What to do with NaN/inf target values."""
     encoding: str = "utf-8"
     """Text encoding of a CSV source (``latin-1``, ``cp1252``...)."""
+
+    @model_validator(mode="after")
+    def _roles(self) -> DataConfig:
+        both = sorted(set(self.covariates) & set(self.future_covariates))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} listed in both data.covariates and data.future_covariates: "
+                "keep each column in one (future_covariates if its future values are known)"
+            )
+        return self
 
 
 class WindowConfig(_Section):
@@ -61,6 +75,9 @@ class WindowConfig(_Section):
     residual: Literal["none", "seasonal_naive"] = "none"
     """``seasonal_naive``: the network learns the correction to the seasonal-naive forecast read
     from its input window (needs ``input_size`` >= the season)."""
+    calendar: bool = False
+    """Feed calendar features of each timestamp, chosen by the frequency (month of year, day of
+    week, hour of day...; ``seqlab.features``), over the input window and the horizon."""
     deseasonalize: Literal["none", "multiplicative", "additive"] = "none"
     """Remove each series' classical seasonal indices (fitted on the training part, only for
     series that test seasonal) before scaling, and put them back on the forecasts

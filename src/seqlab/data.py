@@ -38,6 +38,8 @@ class SeriesData:
     covariates: tuple[str, ...]
     digest: str
     source: str
+    future: tuple[str, ...] = ()
+    """Those of ``covariates`` known in advance (``data.future_covariates``)."""
 
     @property
     def series_ids(self) -> list[str]:
@@ -117,6 +119,7 @@ def _check_columns(df: pd.DataFrame, cfg: DataConfig) -> None:
     if cfg.series_id:
         roles.append(("data.series_id", cfg.series_id))
     roles += [("data.covariates", c) for c in cfg.covariates]
+    roles += [("data.future_covariates", c) for c in cfg.future_covariates]
     for key, col in roles:
         if col not in cols:
             raise DataError(
@@ -264,7 +267,7 @@ def validate(
     if df.empty:
         raise DataError(f"data from {source} has no rows")
     _check_columns(df, cfg)
-    covs = list(cfg.covariates)
+    covs = [*cfg.covariates, *cfg.future_covariates]
     frame = pd.DataFrame(
         {
             "unique_id": df[cfg.series_id].astype(str) if cfg.series_id else DEFAULT_SERIES_ID,
@@ -327,7 +330,12 @@ def validate(
             )
     frame[value_cols] = frame[value_cols].astype("float64")
     return SeriesData(
-        frame=frame, freq=freq, covariates=tuple(covs), digest=digest_frame(frame), source=source
+        frame=frame,
+        freq=freq,
+        covariates=tuple(covs),
+        digest=digest_frame(frame),
+        source=source,
+        future=tuple(cfg.future_covariates),
     )
 
 

@@ -8,6 +8,7 @@ baselines are computed on the very same cutoffs. Means are over series, then ove
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def keep_series(series: SeriesData, ids: set) -> SeriesData:
     if len(ids) == series.frame["unique_id"].nunique():
         return series
     frame = series.frame[series.frame["unique_id"].isin(ids)].reset_index(drop=True)
-    return SeriesData(frame, series.freq, series.covariates, series.digest, series.source)
+    return dataclasses.replace(series, frame=frame)
 
 
 def cross_validation(

@@ -7,6 +7,7 @@ module needs torch, numpy and pandas only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,17 @@ import pandas as pd
 
 from seqlab.config import DataConfig, PipelineConfig
 from seqlab.data import DataError, SeriesData, validate
+from seqlab.features import calendar_features
 from seqlab.models import Forecaster
 from seqlab.redact import redact_tree
 from seqlab.seasonal import Seasonality
-from seqlab.windows import Scaler, apply_transform, decode_forecasts, normalise_windows
+from seqlab.windows import (
+    Scaler,
+    append_future,
+    apply_transform,
+    decode_forecasts,
+    normalise_windows,
+)
 
 META_FORMAT = 2
 
@@ -55,6 +63,8 @@ def model_meta(
         "season": season,
         "seasonality": seasonality.to_dict() if seasonality is not None else None,
         "covariates": list(series.covariates),
+        "future_covariates": list(series.future),
+        "calendar": cfg.window.calendar,
         "time_column": cfg.data.time_column,
         "target": cfg.data.target,
         "series_id": cfg.data.series_id,
@@ -68,12 +78,14 @@ def model_meta(
 
 def data_config(meta: dict) -> DataConfig:
     """The model's own view of its input columns and data policies."""
+    future = list(meta.get("future_covariates") or [])
     return DataConfig(
         source="<history>",
         time_column=meta["time_column"],
         target=meta["target"],
         series_id=meta["series_id"],
-        covariates=meta["covariates"],
+        covariates=[c for c in meta["covariates"] if c not in future],
+        future_covariates=future,
         freq=meta["freq"],
         fill=meta.get("fill", "error"),
         nan_policy=meta.get("nan_policy", "error"),
@@ -92,6 +104,24 @@ def user_frame(series: SeriesData, data_cfg: DataConfig) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def with_future_rows(
+    history: SeriesData, full: SeriesData, horizon: int, data_cfg: DataConfig
+) -> pd.DataFrame:
+    """``history`` in the user's columns, followed by each series' next ``horizon`` rows of
+    ``full`` with the target emptied: the input a model with known-future covariates takes."""
+    rows = []
+    last = history.frame.groupby("unique_id", sort=False)["ds"].max()
+    for sid, g in full.frame.groupby("unique_id", sort=False):
+        if sid in last.index:
+            rows.append(g[g["ds"] > last[sid]].head(horizon))
+    ahead = pd.concat(rows, ignore_index=True) if rows else full.frame.iloc[:0]
+    ahead = ahead.assign(y=np.nan)
+    shown = dataclasses.replace(full, frame=ahead)
+    return pd.concat(
+        [user_frame(history, data_cfg), user_frame(shown, data_cfg)], ignore_index=True
+    )
+
+
 def truncate(series: SeriesData, offset: int) -> SeriesData:
     """The data up to ``offset`` points before each series' end (a backtest cutoff)."""
     if offset == 0:
@@ -99,7 +129,7 @@ def truncate(series: SeriesData, offset: int) -> SeriesData:
     frame = series.frame
     pos = frame.groupby("unique_id", sort=False).cumcount(ascending=False)
     kept = frame[pos.to_numpy() >= offset].reset_index(drop=True)
-    return SeriesData(kept, series.freq, series.covariates, series.digest, series.source)
+    return dataclasses.replace(series, frame=kept)
 
 
 def quantile_column(level: float) -> str:
@@ -107,16 +137,51 @@ def quantile_column(level: float) -> str:
     return f"q{level:g}"
 
 
+def horizon_dates(last: pd.Timestamp, horizon: int, freq: str) -> pd.DatetimeIndex:
+    return pd.date_range(last + pd.tseries.frequencies.to_offset(freq), periods=horizon, freq=freq)
+
+
+def known_future(
+    future: pd.DataFrame | None, sid: str, dates: pd.DatetimeIndex, columns: list[str]
+) -> np.ndarray:
+    """(H, len(columns)) values of the known-future covariates of ``sid`` at ``dates``; a
+    :class:`DataError` naming the missing rows when some are absent."""
+    rows = pd.DataFrame(index=dates, columns=columns, dtype="float64")
+    if future is not None and len(future):
+        mine = future[future["unique_id"] == sid].set_index("ds")
+        rows = mine.reindex(dates)[columns].astype("float64")
+    missing = rows.index[rows.isna().any(axis=1)]
+    if len(missing):
+        shown = ", ".join(str(pd.Timestamp(t).date()) for t in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(
+            f"series {sid!r} lacks future values of {', '.join(columns)} at {shown}{more}: add "
+            f"a row for each of the {len(dates)} steps after its history, with an empty target"
+        )
+    return rows.to_numpy("float64")
+
+
 def forecast_series(
-    model: Forecaster, scaler: Scaler, meta: dict, series: SeriesData
+    model: Forecaster,
+    scaler: Scaler,
+    meta: dict,
+    series: SeriesData,
+    future: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The next ``horizon`` steps after the end of each series: ``unique_id, ds, forecast``, and
-    for a quantile model one ``q<level>`` column per level other than the median."""
+    for a quantile model one ``q<level>`` column per level other than the median.
+
+    ``future``: a canonical frame (``unique_id, ds`` and the covariates) holding the values of
+    the known-future covariates over the horizon, for a model that reads them."""
     import torch
 
     L, H = meta["input_size"], meta["horizon"]
     seasonality = Seasonality.from_dict(meta["seasonality"]) if meta.get("seasonality") else None
+    fidx = list(meta["hparams"].get("future_features") or [])
+    future_cols = list(meta.get("future_covariates") or [])
+    calendar = bool(meta.get("calendar"))
     xs, idxs, starts, sids, phases = [], [], [], [], []
+    fut: list[np.ndarray] = []
     for sid, g in series.frame.groupby("unique_id", sort=False):
         try:
             idx = scaler.index_of(str(sid))
@@ -131,7 +196,10 @@ def forecast_series(
                 f"series {sid!r} has {len(g)} points of history; the model reads the "
                 f"last {L} (its input_size): provide at least {L}"
             )
-        vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)[-L:]
+        vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)
+        if calendar:
+            vals = np.hstack([vals, calendar_features(g["ds"], meta["freq"])])
+        vals = vals[-L:]
         if len(vals) < L:  # a padded model: the series "was" its first value before it began
             vals = np.vstack([np.repeat(vals[:1], L - len(vals), axis=0), vals])
         vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
@@ -140,6 +208,16 @@ def forecast_series(
             vals[:, 0] = seasonality.remove(vals[:, 0], idx, np.arange(last - L + 1, last + 1))
             phases.append(np.arange(last + 1, last + 1 + H))
         xs.append(scaler.transform(vals, idx))
+        if fidx:  # the horizon's known-future features, scaled like the inputs
+            dates = horizon_dates(g["ds"].iloc[-1], H, meta["freq"])
+            block = np.tile(scaler.loc[idx], (H, 1))  # 0 once scaled: unknown columns
+            cols = ["y", *meta["covariates"]]
+            for j, c in enumerate(future_cols):
+                block[:, cols.index(c)] = known_future(future, str(sid), dates, future_cols)[:, j]
+            if calendar:
+                cal = calendar_features(dates, meta["freq"])
+                block[:, len(cols) :] = cal
+            fut.append(scaler.transform(block, idx)[:, fidx])
         idxs.append(idx)
         sids.append(str(sid))
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
@@ -151,6 +229,8 @@ def forecast_series(
         residual=meta.get("residual", "none"),
         season=int(meta.get("season", 1)),
     )
+    if fidx:
+        x = append_future(x, np.stack(fut).astype(np.float32), fidx)
     model.eval()
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()
@@ -188,5 +268,30 @@ def forecast_history(
     """Check a history frame in the user's columns against the model, then forecast it."""
     if not isinstance(history, pd.DataFrame):
         raise DataError("forecast input must be a DataFrame in long format")
-    series = validate(history, data_config(meta), min_length=None, source="history")
-    return forecast_series(model, scaler, meta, series)
+    dcfg = data_config(meta)
+    past, ahead = split_future(history, dcfg)
+    series = validate(past, dcfg, min_length=None, source="history")
+    future = None
+    if len(ahead):
+        future = pd.DataFrame(
+            {
+                "unique_id": ahead[dcfg.series_id].astype(str) if dcfg.series_id else "series_0",
+                "ds": pd.to_datetime(ahead[dcfg.time_column]),
+            }
+        )
+        for c in meta.get("future_covariates") or []:
+            future[c] = pd.to_numeric(ahead[c], errors="coerce")
+    return forecast_series(model, scaler, meta, series, future)
+
+
+def split_future(frame: pd.DataFrame, dcfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History rows, and the rows after each series' last observed target (empty target): the
+    known-future covariates of the horizon."""
+    if dcfg.target not in frame.columns:
+        return frame, frame.iloc[:0]
+    observed = pd.to_numeric(frame[dcfg.target], errors="coerce").notna()
+    times = pd.to_datetime(frame[dcfg.time_column], errors="coerce")
+    keys = frame[dcfg.series_id] if dcfg.series_id else pd.Series(0, index=frame.index)
+    last = times.where(observed).groupby(keys).transform("max")
+    ahead = ~observed & (times > last)
+    return frame[~ahead], frame[ahead]

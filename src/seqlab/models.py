@@ -32,8 +32,10 @@ class RecurrentForecaster(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         quantiles: Sequence[float] | None = None,
+        future_features: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        self.future_features = list(future_features or [])
         self.quantiles = tuple(float(q) for q in quantiles) if quantiles else None
         if self.quantiles is not None and 0.5 not in self.quantiles:
             raise ValueError("quantiles must include 0.5 (the point forecast)")
@@ -51,7 +53,8 @@ class RecurrentForecaster(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.horizon = horizon
-        self.head = nn.Linear(hidden_size, horizon * len(self.quantiles or (0.5,)))
+        known = horizon * len(self.future_features)  # known-future inputs of the horizon
+        self.head = nn.Linear(hidden_size + known, horizon * len(self.quantiles or (0.5,)))
         self.hparams: dict[str, Any] = {
             "n_features": n_features,
             "horizon": horizon,
@@ -62,11 +65,19 @@ class RecurrentForecaster(nn.Module):
         }
         if self.quantiles is not None:
             self.hparams["quantiles"] = list(self.quantiles)
+        if self.future_features:
+            self.hparams["future_features"] = list(self.future_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (batch, input_size, n_features)
+        # x: (batch, input_size, n_features), then ``horizon`` rows of known-future features
+        fut = None
+        if self.future_features:
+            fut = x[:, -self.horizon :, self.future_features].reshape(x.shape[0], -1)
+            x = x[:, : -self.horizon]
         out, _ = self.rnn(x)  # (batch, input_size, hidden)
         last = self.dropout(out[:, -1, :])  # (batch, hidden)
+        if fut is not None:
+            last = torch.cat([last, fut], dim=1)
         y = self.head(last)  # (batch, horizon) or (batch, horizon * Q)
         if self.quantiles is None:
             return y
@@ -121,6 +132,7 @@ def build_model(
     num_layers: int,
     dropout: float,
     quantiles: Sequence[float] | None = None,
+    future_features: Sequence[int] | None = None,
 ) -> RecurrentForecaster:
     return RecurrentForecaster(
         n_features,
@@ -130,6 +142,7 @@ def build_model(
         num_layers,
         dropout,
         quantiles,
+        future_features,
     )
 
 

@@ -51,6 +51,7 @@ def prepare_fit(
         w.residual,
         w.pad,
         w.deseasonalize,
+        w.calendar,
     )
 
 
@@ -69,6 +70,7 @@ def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentF
         m.num_layers,
         m.dropout,
         m.quantiles,
+        prepared.future_features,
     )
 
 
@@ -99,9 +101,11 @@ class FittedModel:
     prepared: PreparedData
     meta: dict
     history: History
+    known: pd.DataFrame | None = None
+    """The data it was fitted from: known-future covariates for backtest forecasts."""
 
     def forecast(self, history: SeriesData) -> pd.DataFrame:
-        return forecast_series(self.model, self.prepared.scaler, self.meta, history)
+        return forecast_series(self.model, self.prepared.scaler, self.meta, history, self.known)
 
 
 def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) -> FittedModel:
@@ -129,7 +133,7 @@ def refit(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) ->
         prepared.season,
         prepared.seasonality,
     )
-    return FittedModel(model, prepared, meta, hist)
+    return FittedModel(model, prepared, meta, hist, series.frame if series.future else None)
 
 
 def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:

@@ -235,7 +235,7 @@ def score_champion(
     challenger: Backtest,
 ) -> ChampionScores:
     """Score a champion (a loaded pyfunc and its metadata) against the challenger's backtest."""
-    from seqlab.inference import data_config, user_frame
+    from seqlab.inference import data_config, user_frame, with_future_rows
     from seqlab.pipeline import backtest_offsets_for, learn_epochs, refit, season_for
 
     horizon = cfg.window.horizon
@@ -253,6 +253,8 @@ def score_champion(
             dcfg = data_config(meta)
 
             def predict(history: SeriesData) -> pd.DataFrame:
+                if meta.get("future_covariates"):  # its known-future inputs, from the data
+                    return forecaster.predict(with_future_rows(history, series, horizon, dcfg))
                 return forecaster.predict(user_frame(history, dcfg))
 
             bt = backtest(

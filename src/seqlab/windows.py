@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data import SeriesData
+from seqlab.features import calendar_features, future_feature_indices
 from seqlab.seasonal import Kind, Seasonality, fit_seasonality
 
 
@@ -139,6 +140,29 @@ def target_windows(
     return x, y, starts
 
 
+def future_rows(
+    values: np.ndarray, starts: np.ndarray, horizon: int, features: list[int]
+) -> np.ndarray:
+    """(N, H, len(features)): the known-future features over each window's target steps."""
+    if len(starts) == 0 or not features:
+        return np.empty((len(starts), horizon, len(features)), values.dtype)
+    view = sliding_window_view(values[:, features], horizon, axis=0)  # (T-H+1, Ff, H)
+    return np.moveaxis(view[starts], -1, 1)
+
+
+def append_future(x: np.ndarray, fut: np.ndarray, features: list[int]) -> np.ndarray:
+    """Inputs (N, L, F) followed by H rows holding only the known-future features: (N, L+H, F).
+
+    The model reads the first L rows as the input window and the known-future features of the
+    last H rows as the horizon's (``RecurrentForecaster(future_features=...)``)."""
+    if not features:
+        return x
+    out = np.zeros((x.shape[0], x.shape[1] + fut.shape[1], x.shape[2]), x.dtype)
+    out[:, : x.shape[1]] = x
+    out[:, x.shape[1] :, features] = fut
+    return out
+
+
 def apply_transform(target: np.ndarray, transform: str) -> np.ndarray:
     if transform == "log":
         if np.any(target <= 0):
@@ -249,6 +273,9 @@ class PreparedData:
     """Seasonal indices removed before scaling (``window.deseasonalize``), else ``None``."""
     val_phases: np.ndarray | None = None
     """(N_val, H) phase of each validation target point, to put the indices back."""
+    future_features: list[int] = field(default_factory=list)
+    """Input features known for the horizon: ``x_*`` then hold ``input_size + horizon`` rows."""
+    n_calendar: int = 0
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
         return decode_forecasts(
@@ -281,6 +308,7 @@ def prepare(
     residual: str = "none",
     pad: bool = False,
     deseasonalize: Kind = "none",
+    calendar: bool = False,
 ) -> PreparedData:
     """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
     points after it (stride 1), scale with statistics of the training part only.
@@ -289,13 +317,20 @@ def prepare(
     series shorter than ``input_size + horizon`` still train (one observed point is enough).
     A series too short for any window of this fit is skipped (listed in ``skipped``); only when
     every series is, the fit fails. ``deseasonalize``: seasonal indices fitted on each training
-    part (``seqlab.seasonal``) are removed from the target before scaling.
+    part (``seqlab.seasonal``) are removed from the target before scaling. Features known in
+    advance (``data.future_covariates``, and calendar features with ``calendar``) are also
+    appended for each window's horizon (:func:`append_future`).
     """
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
     groups, anchors = [], []
+    n_calendar = 0
     for sid, g in data.frame.groupby("unique_id", sort=False):
         values = g[["y", *data.covariates]].to_numpy("float64", copy=True)
+        if calendar:
+            cal = calendar_features(g["ds"], data.freq)
+            n_calendar = cal.shape[1]
+            values = np.hstack([values, cal])
         raw = values[:, 0].copy()
         values[:, 0] = apply_transform(values[:, 0], transform)
         groups.append((str(sid), values, raw))
@@ -332,6 +367,9 @@ def prepare(
 
     xs_tr, ys_tr, tr_sid, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], [], []
     va_phase: list[np.ndarray] = []
+    fidx = future_feature_indices(data.covariates, data.future, n_calendar)
+    fu_tr: list[np.ndarray] = []
+    fu_va: list[np.ndarray] = []
     for i, ((_, v, raw), end) in enumerate(zip(groups, ends)):
         if not usable[i]:
             continue
@@ -339,7 +377,8 @@ def prepare(
         if lead:
             scaled = np.vstack([np.repeat(scaled[:1], lead, axis=0), scaled])
         first_target = lead + 1 if pad else 0
-        x, y, _ = target_windows(scaled, input_size, horizon, first_target, lead + end, stride)
+        x, y, starts = target_windows(scaled, input_size, horizon, first_target, lead + end, stride)
+        fu_tr.append(future_rows(scaled, starts, horizon, fidx))
         xs_tr.append(x)
         ys_tr.append(y)
         tr_sid.append(np.full(len(x), i))
@@ -347,6 +386,7 @@ def prepare(
             x, y, starts = target_windows(
                 scaled, input_size, horizon, lead + end, lead + end + val_size
             )
+            fu_va.append(future_rows(scaled, starts, horizon, fidx))
             xs_va.append(x)
             ys_va.append(y)
             va_sid.append(np.full(len(x), i))
@@ -357,7 +397,7 @@ def prepare(
             )
             va_phase.append((starts - lead)[:, None] + np.arange(horizon)[None, :])
 
-    f = 1 + len(data.covariates)
+    f = 1 + len(data.covariates) + n_calendar
 
     def cat(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         if not parts:
@@ -373,6 +413,8 @@ def prepare(
     x_val, y_val, val_base = normalise_windows(
         cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)), local_norm, horizon, residual, season
     )
+    x_train = append_future(x_train, cat(fu_tr, (horizon, len(fidx))), fidx)
+    x_val = append_future(x_val, cat(fu_va, (horizon, len(fidx))), fidx)
     return PreparedData(
         series_ids=sids,
         freq=data.freq,
@@ -399,6 +441,8 @@ def prepare(
         season=season,
         pad=pad,
         seasonality=seasonality,
+        future_features=fidx,
+        n_calendar=n_calendar,
         val_phases=(
             np.concatenate(va_phase).astype(np.int64)
             if va_phase

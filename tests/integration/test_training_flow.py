@@ -70,6 +70,17 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     assert "plots/backtest.png" in artifacts
     tables = {a.path for a in client.list_artifacts(parent.info.run_id, "backtest")}
     assert {"backtest/cross_validation.csv", "backtest/per_window.csv"} <= tables
+    # Explanations: permutation importance, an attribution, the study's history (one searched
+    # parameter: no importances); the most important input group as a tag.
+    explained = {a.path for a in client.list_artifacts(parent.info.run_id, "explain")}
+    assert {
+        "explain/permutation_importance.csv",
+        "explain/permutation_importance.png",
+        "explain/attribution.json",
+        "explain/attribution.png",
+        "explain/optimization_history.png",
+    } <= explained
+    assert parent.data.tags["seqlab.top_feature"].startswith("passengers lag")
     # One value per backtest window, the window index as step; the mean is test/mase.
     per_window = client.get_metric_history(parent.info.run_id, "backtest/mase")
     assert sorted(m.step for m in per_window) == [0, 1, 2]

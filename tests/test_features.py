@@ -1,0 +1,130 @@
+"""Known-future inputs: calendar features, future covariates in windows, and at forecast time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import sine_frame
+from seqlab.config import ConfigError, load_config, with_overrides
+from seqlab.data import DataError, validate
+from seqlab.features import calendar_cycles, calendar_features, future_feature_indices
+from seqlab.inference import forecast_history, split_future, user_frame
+from seqlab.pipeline import backtest_model, prepare_data, refit
+
+
+@pytest.mark.parametrize(
+    "freq, cycles",
+    [
+        ("MS", ["month"]),
+        ("QS", ["quarter"]),
+        ("W", ["week"]),
+        ("D", ["dayofweek", "dayofyear"]),
+        ("h", ["hour", "dayofweek"]),
+        ("15min", ["minute", "hour", "dayofweek"]),
+        ("YS", []),
+    ],
+)
+def test_calendar_cycles_follow_the_frequency(freq: str, cycles: list[str]) -> None:
+    assert calendar_cycles(freq) == cycles
+
+
+def test_calendar_features_are_sine_cosine_positions() -> None:
+    months = calendar_features(pd.date_range("2024-01-01", periods=13, freq="MS"), "MS")
+    assert months.shape == (13, 2)
+    np.testing.assert_allclose(months[0], [0.0, 1.0], atol=1e-12)  # January
+    np.testing.assert_allclose(months[3], [1.0, 0.0], atol=1e-12)  # April: a quarter turn
+    np.testing.assert_allclose(months[12], months[0], atol=1e-12)  # a year later, the same
+    days = calendar_features(pd.date_range("2024-01-01", periods=8, freq="D"), "D")
+    np.testing.assert_allclose(days[7, :2], days[0, :2], atol=1e-12)  # weekly cycle
+    assert future_feature_indices(("temp", "promo"), ("promo",), 2) == [2, 3, 4]
+
+
+def promo_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A weekly sine plus 3 on promotion days, which fall at random: unpredictable from the past."""
+    df = sine_frame(n=n, covariate=True)
+    df["promo"] = (np.random.default_rng(seed).random(n) < 0.3).astype(float)
+    df["y"] = df["y"] + 3 * df["promo"]
+    return df
+
+
+def promo_config(**extra: object):
+    base = {
+        "data.source": "x",
+        "data.time_column": "ds",
+        "data.target": "y",
+        "data.freq": "D",
+        "data.covariates": ["temp"],
+        "data.future_covariates": ["promo"],
+        "window.input_size": 14,
+        "window.horizon": 7,
+        "window.transform": "none",
+        "model.hidden_size": 16,
+        "train.device": "cpu",
+        "eval.season_length": 7,
+    }
+    return load_config(None, {**base, **extra})
+
+
+def test_windows_carry_the_horizons_known_future_values() -> None:
+    cfg = promo_config(**{"window.calendar": True, "window.scaler": "none"})
+    series = validate(promo_frame(), cfg.data)
+    assert series.covariates == ("temp", "promo") and series.future == ("promo",)
+    p = prepare_data(series, cfg)
+    L, H = 14, 7
+    assert p.future_features == [2, 3, 4, 5, 6] and p.n_features == 7  # promo + 4 calendar
+    assert p.x_train.shape[1:] == (L + H, 7)
+    promo = series.frame["promo"].to_numpy()
+    # Window k's target starts at k + L: its horizon rows hold promo at those very steps.
+    for k in (0, 5, 40):
+        np.testing.assert_allclose(p.x_train[k, L:, 2], promo[k + L : k + L + H])
+    assert not p.x_train[:, L:, :2].any()  # the target and past-only columns stay unknown
+
+
+def test_a_known_driver_beats_the_same_column_as_a_past_input() -> None:
+    df = promo_frame()
+    known = promo_config()
+    past = with_overrides(
+        known, {"data.covariates": ["temp", "promo"], "data.future_covariates": []}
+    )
+    scores = {}
+    for name, cfg in (("known", known), ("past", past)):
+        series = validate(df, cfg.data)
+        bt = backtest_model(refit(series, cfg, 60, cfg.test_size), series, cfg)
+        scores[name] = bt.mean["model"]["mase"]
+    assert scores["known"] < 0.6 * scores["past"], scores
+
+
+def test_forecasting_needs_the_future_rows_and_names_the_missing_ones() -> None:
+    cfg = promo_config()
+    series = validate(promo_frame(), cfg.data)
+    fitted = refit(series, cfg, 2, 0)
+    history = user_frame(series, cfg.data).head(150)
+    with pytest.raises(DataError) as err:
+        forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, history)
+    msg = str(err.value)
+    assert "\n" not in msg and "'series_0' lacks future values of promo" in msg
+    assert "2024-05-30" in msg and "4 more" in msg
+    future = user_frame(series, cfg.data).iloc[150:157].assign(y=np.nan)
+    fc = forecast_history(
+        fitted.model, fitted.prepared.scaler, fitted.meta, pd.concat([history, future])
+    )
+    assert len(fc) == 7 and fc["ds"].iloc[0] == future["ds"].iloc[0]
+    partial = pd.concat([history, future.head(4)])
+    with pytest.raises(DataError, match="at 2024-06-03, 2024-06-04, 2024-06-05:"):
+        forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, partial)
+
+
+def test_split_future_takes_rows_after_the_last_observed_target() -> None:
+    cfg = promo_config()
+    frame = user_frame(validate(promo_frame(30), cfg.data), cfg.data)
+    frame.loc[3, "y"] = np.nan  # a gap inside the history stays history
+    frame.loc[27:, "y"] = np.nan
+    past, ahead = split_future(frame, cfg.data)
+    assert len(past) == 27 and list(ahead.index) == [27, 28, 29]
+
+
+def test_a_column_cannot_be_both_past_and_known_future() -> None:
+    with pytest.raises(ConfigError, match="promo listed in both data.covariates"):
+        promo_config(**{"data.covariates": ["promo"]})
