@@ -289,6 +289,25 @@ def test_a_quantile_models_median_is_explained(held_out) -> None:
     assert np.isfinite(imp["importance"]).all() and len(imp) == 4
 
 
+def test_a_series_embeddings_index_column_is_neither_permuted_nor_attributed(tmp_path) -> None:
+    frames = []
+    for i in range(2):
+        d = driven_frame(n=200, seed=i)
+        d.insert(0, "store", f"s{i}")
+        frames.append(d)
+    cfg = driven_config(tmp_path, **{"data.series_id": "store", "model.series_embedding": 2})
+    series = validate(pd.concat(frames, ignore_index=True), cfg.data)
+    fitted = refit(series, cfg, 5, cfg.test_size)
+    held = explain.held_out_windows(series, cfg)
+    assert held.x_val.shape[2] == held.n_features + 1
+    imp = explain.permutation_importance(fitted.model, held, series.covariates, n_repeats=2)
+    assert set(imp["group"]) == {g.name for g in explain.groups_for(held, series.covariates)}
+    attrs = explain.attribute_latest(fitted.model, held, series.covariates)
+    assert len(attrs) == 2 and attrs[0].values.shape[1] == held.n_features
+    for a in attrs:  # complete: the baseline keeps each window's own series
+        assert abs(a.completeness_gap) < 1e-3 * abs(a.output - a.baseline_output) + 1e-4
+
+
 @pytest.mark.skipif(
     "future_covariates" not in DataConfig.model_fields, reason="no known-future covariates"
 )

@@ -128,3 +128,30 @@ def test_split_future_takes_rows_after_the_last_observed_target() -> None:
 def test_a_column_cannot_be_both_past_and_known_future() -> None:
     with pytest.raises(ConfigError, match="promo listed in both data.covariates"):
         promo_config(**{"data.covariates": ["promo"]})
+
+
+def test_series_embedding_windows_carry_the_series_index_and_forecast() -> None:
+    frames = []
+    for i in range(3):
+        d = sine_frame(n=80, seed=i)
+        d.insert(0, "store", f"s{i}")
+        frames.append(d)
+    cfg = promo_config(
+        **{
+            "data.series_id": "store",
+            "data.covariates": [],
+            "data.future_covariates": [],
+            "model.series_embedding": 3,
+        }
+    )
+    series = validate(pd.concat(frames, ignore_index=True), cfg.data)
+    p = prepare_data(series, cfg)
+    assert p.series_index and p.x_train.shape[2] == p.n_features + 1 == 2
+    np.testing.assert_array_equal(p.x_train[:, 0, -1], p.train_series)  # unscaled indices
+    assert (p.x_train[:, :, -1] == p.x_train[:, :1, -1]).all()  # constant over the rows
+    fitted = refit(series, cfg, 2, cfg.test_size)
+    assert fitted.meta["hparams"]["series_embedding"] == 3
+    fc = fitted.forecast(series)
+    assert len(fc) == 3 * 7 and fc["forecast"].notna().all()
+    with pytest.raises(ConfigError, match="model.series_embedding"):
+        promo_config(**{"model.series_embedding": -1})

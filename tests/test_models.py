@@ -87,3 +87,16 @@ def test_quantile_head_forecasts_sorted_levels_per_step() -> None:
     torch.testing.assert_close(rebuilt.eval()(x), out)
     with pytest.raises(ValueError, match="include 0.5"):
         RecurrentForecaster(1, 4, quantiles=[0.1, 0.9])
+
+
+def test_series_embedding_reads_the_index_column_and_rebuilds() -> None:
+    torch.manual_seed(0)
+    m = RecurrentForecaster(1, 3, "gru", hidden_size=4, n_series=3, series_embedding=2).eval()
+    x = torch.randn(1, 6, 1).repeat(3, 1, 1)
+    ids = torch.arange(3.0).view(3, 1, 1).expand(3, 6, 1)
+    out = m(torch.cat([x, ids], dim=2))  # the same inputs, three identities
+    assert out.shape == (3, 3) and not torch.allclose(out[0], out[1])
+    assert m.hparams["n_series"] == 3 and m.hparams["series_embedding"] == 2
+    rebuilt = from_hparams(m.hparams)
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(torch.cat([x, ids], dim=2)), out)

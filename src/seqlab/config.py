@@ -96,6 +96,9 @@ class ModelConfig(_Section):
     """Forecast these quantile levels (e.g. ``[0.1, 0.5, 0.9]``; 0.5, the median, is the point
     forecast) with ``train.loss: pinball``; the backtest adds interval coverage and the scaled
     pinball loss, and forecasts carry a ``q<level>`` column per level."""
+    series_embedding: int = Field(0, ge=0)
+    """Size of a learnt embedding of each series' identity fed with every input step (global
+    models over several series, as DeepAR's item embedding); 0: off."""
     ensemble_size: int = Field(1, ge=1, le=100)
     """Final fits train this many members of the chosen architecture from seeds ``train.seed``,
     ``train.seed + 1``, ... and forecast their median (as N-BEATS and ES-RNN ensemble). Tuning

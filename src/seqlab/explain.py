@@ -212,7 +212,7 @@ def groups_for(
     features)."""
     return feature_groups(
         prepared.input_size,
-        prepared.x_val.shape[2],
+        prepared.n_features,  # a series-index column (series embedding) is never permuted
         covariates,
         prepared.season,
         target,
@@ -424,9 +424,13 @@ def attribute_latest(
     if not rows:
         return []
     x = prepared.x_val[rows]
-    values, out, base = integrated_gradients(model, x, steps=steps)
+    baseline = np.zeros_like(x)
+    f = prepared.n_features
+    baseline[..., f:] = x[..., f:]  # a series-index column stays the window's own series
+    values, out, base = integrated_gradients(model, x, baseline, steps=steps)
+    values = values[..., :f]
     n_calendar = getattr(prepared, "n_calendar", 0)
-    names = feature_names(x.shape[2], covariates, target, n_calendar, prepared.freq)
+    names = feature_names(f, covariates, target, n_calendar, prepared.freq)
     return [
         Attribution(
             sid,

@@ -25,6 +25,7 @@ from seqlab.windows import (
     apply_transform,
     decode_forecasts,
     normalise_windows,
+    with_series_index,
 )
 
 META_FORMAT = 2
@@ -231,6 +232,8 @@ def forecast_series(
     )
     if fidx:
         x = append_future(x, np.stack(fut).astype(np.float32), fidx)
+    if meta["hparams"].get("series_embedding"):
+        x = with_series_index(x, np.array(idxs))
     model.eval()
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()

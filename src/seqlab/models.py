@@ -18,6 +18,9 @@ class RecurrentForecaster(nn.Module):
     ``rnn`` is the Elman cell, h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h). The head maps the last
     hidden state to all ``horizon`` steps at once (no recursive feeding of predictions).
 
+    With ``series_embedding`` d > 0 (global models), a learnt d-vector of each series' identity
+    (read from the inputs' last column, the series index) joins every input step.
+
     With ``quantiles`` (levels in (0, 1), 0.5 among them) the head forecasts each level of every
     step: output (batch, horizon, Q), trained with the pinball loss. Outside training the levels
     are sorted along the last axis, so the forecast quantiles never cross.
@@ -33,9 +36,12 @@ class RecurrentForecaster(nn.Module):
         dropout: float = 0.0,
         quantiles: Sequence[float] | None = None,
         future_features: Sequence[int] | None = None,
+        n_series: int = 0,
+        series_embedding: int = 0,
     ) -> None:
         super().__init__()
         self.future_features = list(future_features or [])
+        self.embed = nn.Embedding(n_series, series_embedding) if series_embedding else None
         self.quantiles = tuple(float(q) for q in quantiles) if quantiles else None
         if self.quantiles is not None and 0.5 not in self.quantiles:
             raise ValueError("quantiles must include 0.5 (the point forecast)")
@@ -43,7 +49,7 @@ class RecurrentForecaster(nn.Module):
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(_CELLS)}")
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
         self.rnn = _CELLS[cell](
-            input_size=n_features,
+            input_size=n_features + series_embedding,
             hidden_size=hidden_size,
             num_layers=num_layers,
             # PyTorch applies dropout between stacked layers only.
@@ -67,13 +73,22 @@ class RecurrentForecaster(nn.Module):
             self.hparams["quantiles"] = list(self.quantiles)
         if self.future_features:
             self.hparams["future_features"] = list(self.future_features)
+        if series_embedding:
+            self.hparams.update(n_series=n_series, series_embedding=series_embedding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (batch, input_size, n_features), then ``horizon`` rows of known-future features
+        # x: (batch, input_size, n_features), then ``horizon`` rows of known-future features;
+        # with a series embedding, a last column holds each window's series index
+        emb = None
+        if self.embed is not None:
+            emb = self.embed(x[:, 0, -1].long())  # (batch, d)
+            x = x[..., :-1]
         fut = None
         if self.future_features:
             fut = x[:, -self.horizon :, self.future_features].reshape(x.shape[0], -1)
             x = x[:, : -self.horizon]
+        if emb is not None:  # the series' identity beside every input step
+            x = torch.cat([x, emb.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
         out, _ = self.rnn(x)  # (batch, input_size, hidden)
         last = self.dropout(out[:, -1, :])  # (batch, hidden)
         if fut is not None:
@@ -133,6 +148,8 @@ def build_model(
     dropout: float,
     quantiles: Sequence[float] | None = None,
     future_features: Sequence[int] | None = None,
+    n_series: int = 0,
+    series_embedding: int = 0,
 ) -> RecurrentForecaster:
     return RecurrentForecaster(
         n_features,
@@ -143,6 +160,8 @@ def build_model(
         dropout,
         quantiles,
         future_features,
+        n_series,
+        series_embedding,
     )
 
 

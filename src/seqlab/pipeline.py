@@ -52,6 +52,7 @@ def prepare_fit(
         w.pad,
         w.deseasonalize,
         w.calendar,
+        cfg.model.series_embedding > 0,
     )
 
 
@@ -71,6 +72,8 @@ def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentF
         m.dropout,
         m.quantiles,
         prepared.future_features,
+        len(prepared.series_ids),
+        m.series_embedding,
     )
 
 

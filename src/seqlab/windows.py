@@ -163,6 +163,12 @@ def append_future(x: np.ndarray, fut: np.ndarray, features: list[int]) -> np.nda
     return out
 
 
+def with_series_index(x: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Inputs (N, R, F) with a last column holding each window's series index: (N, R, F + 1)."""
+    ids = np.broadcast_to(series.astype(x.dtype)[:, None, None], (x.shape[0], x.shape[1], 1))
+    return np.concatenate([x, ids], axis=2)
+
+
 def apply_transform(target: np.ndarray, transform: str) -> np.ndarray:
     if transform == "log":
         if np.any(target <= 0):
@@ -273,6 +279,8 @@ class PreparedData:
     """Seasonal indices removed before scaling (``window.deseasonalize``), else ``None``."""
     val_phases: np.ndarray | None = None
     """(N_val, H) phase of each validation target point, to put the indices back."""
+    series_index: bool = False
+    """``x_*`` end with a column of each window's series index (``model.series_embedding``)."""
     future_features: list[int] = field(default_factory=list)
     """Input features known for the horizon: ``x_*`` then hold ``input_size + horizon`` rows."""
     n_calendar: int = 0
@@ -309,6 +317,7 @@ def prepare(
     pad: bool = False,
     deseasonalize: Kind = "none",
     calendar: bool = False,
+    series_index: bool = False,
 ) -> PreparedData:
     """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
     points after it (stride 1), scale with statistics of the training part only.
@@ -319,7 +328,8 @@ def prepare(
     every series is, the fit fails. ``deseasonalize``: seasonal indices fitted on each training
     part (``seqlab.seasonal``) are removed from the target before scaling. Features known in
     advance (``data.future_covariates``, and calendar features with ``calendar``) are also
-    appended for each window's horizon (:func:`append_future`).
+    appended for each window's horizon (:func:`append_future`). ``series_index``: a last input
+    column holds each window's series index (for a series embedding), unscaled.
     """
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
@@ -415,6 +425,9 @@ def prepare(
     )
     x_train = append_future(x_train, cat(fu_tr, (horizon, len(fidx))), fidx)
     x_val = append_future(x_val, cat(fu_va, (horizon, len(fidx))), fidx)
+    if series_index:
+        x_train = with_series_index(x_train, ints(tr_sid))
+        x_val = with_series_index(x_val, ints(va_sid))
     return PreparedData(
         series_ids=sids,
         freq=data.freq,
@@ -443,6 +456,7 @@ def prepare(
         seasonality=seasonality,
         future_features=fidx,
         n_calendar=n_calendar,
+        series_index=series_index,
         val_phases=(
             np.concatenate(va_phase).astype(np.int64)
             if va_phase
