@@ -1,15 +1,18 @@
 """Quantile forecasts through the whole flow: trained with pinball loss, scored for coverage,
-registered, and served with their intervals; an ensemble of deseasonalised members alongside."""
+registered, and served with their intervals; an ensemble of deseasonalised members reading a
+known-future covariate and calendar features alongside."""
 
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, sine_frame, tiny_overrides
 from flows.training import training_pipeline
 from seqlab import serving
+from seqlab.data import DataError
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +21,10 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     tmp_path, prefect_harness
 ) -> None:
     path = tmp_path / "sine.csv"
-    sine_frame(n=120).to_csv(path, index=False)
+    frame = sine_frame(n=120)
+    frame["promo"] = (np.random.default_rng(0).random(len(frame)) < 0.3).astype(float)
+    frame["y"] += 2 * frame["promo"]
+    frame.to_csv(path, index=False)
     overrides = tiny_overrides(
         tmp_path,
         **{
@@ -34,6 +40,8 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
             "model.quantiles": "[0.1, 0.5, 0.9]",
             "model.ensemble_size": 2,
             "train.loss": "pinball",
+            "data.future_covariates": "[promo]",
+            "window.calendar": True,
             "registry.require_beat_baseline": False,
         },
     )
@@ -53,7 +61,14 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     meta = model.unwrap_python_model().meta
     assert meta["hparams"]["ensemble_size"] == 2 and meta["hparams"]["quantiles"] == [0.1, 0.5, 0.9]
     assert meta["seasonality"]["kind"] == "additive"
-    history = pd.read_csv(path, parse_dates=["ds"]).tail(30)
+    assert meta["future_covariates"] == ["promo"] and meta["calendar"] is True
+    data = pd.read_csv(path, parse_dates=["ds"])
+    with pytest.raises(DataError, match="lacks future values of promo"):
+        serving.predict_checked(model, data.tail(30))
+    future = pd.DataFrame(
+        {"ds": pd.date_range(data["ds"].iloc[-1], periods=8, freq="D")[1:], "promo": 1.0}
+    )
+    history = pd.concat([data.tail(30), future], ignore_index=True)  # target empty ahead
     fc = serving.predict_checked(model, history)
     assert list(fc.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9"] and len(fc) == 7
     assert (fc["q0.1"] <= fc["forecast"]).all() and (fc["forecast"] <= fc["q0.9"]).all()
