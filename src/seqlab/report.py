@@ -69,6 +69,15 @@ def _notes(s: RunSummary) -> list[str]:
             + ", ".join(s.replaced_by_tuning)
             + " (they are in tune.search_space)"
         )
+    coverage = sorted(k for k in s.metrics if k.startswith("test/coverage_"))
+    if coverage:
+        held = ", ".join(
+            f"{k.rsplit('_', 1)[1]}% band held {100 * s.metrics[k]:.0f}%" for k in coverage
+        )
+        notes.append(
+            f"intervals: {held} of the backtest actuals; scaled pinball loss "
+            f"{s.metrics.get('test/spl', float('nan')):.4f}"
+        )
     if s.series > 1 and s.worst_series is not None:
         notes.append(
             f"{s.series} series; worst by backtest MASE: {s.worst_series} "

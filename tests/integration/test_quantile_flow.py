@@ -13,6 +13,7 @@ from conftest import DEFAULT_CONFIG, sine_frame, tiny_overrides
 from flows.training import training_pipeline
 from seqlab import serving
 from seqlab.data import DataError
+from seqlab.report import render_markdown
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +48,7 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     )
     summary = training_pipeline(DEFAULT_CONFIG, overrides)
     assert summary.version == "1"
+    assert "intervals: 80% band held" in render_markdown(summary)  # said in the summary
     client = mlflow.tracking.MlflowClient(summary.tracking_uri)
     run = client.get_run(summary.run_id)
     assert 0 <= run.data.metrics["test/coverage_80"] <= 1 and run.data.metrics["test/spl"] > 0
