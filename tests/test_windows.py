@@ -222,3 +222,14 @@ def test_decode_forecasts_per_series() -> None:
     sc = Scaler("standard", ("a", "b"), np.array([[0.0], [10.0]]), np.array([[1.0], [2.0]]))
     out = decode_forecasts(np.zeros((2, 3)), np.array([1.0, 1.0]), sc, np.array([0, 1]), "none")
     np.testing.assert_allclose(out, [[1, 1, 1], [12, 12, 12]])
+
+
+def test_mase_scaler_divides_the_target_by_its_seasonal_naive_mae() -> None:
+    t = np.arange(24, dtype=float)
+    part = np.stack([10 + t + np.tile([0.0, 3.0, -3.0], 8), np.sin(t)], axis=1)
+    s = fit_scaler([part], ["a"], "mase", season=3)
+    assert s.scale[0, 0] == pytest.approx(3.0)  # every seasonal difference is the trend's 3
+    assert s.scale[0, 1] == pytest.approx(part[:, 1].std())  # covariates: standard
+    assert s.loc[0, 0] == pytest.approx(part[:, 0].mean())
+    flat = fit_scaler([np.ones((5, 1))], ["a"], "mase", season=3)
+    assert flat.scale[0, 0] == 1.0  # undefined MAE and zero spread: left unscaled

@@ -64,8 +64,9 @@ class WindowConfig(_Section):
     val_size: int | None = Field(None, ge=1)
     """Points of the validation part, right before the first backtest cutoff; defaults to
     ``horizon``. Validation targets lie wholly inside it (never in the training part)."""
-    scaler: Literal["standard", "minmax", "none"] = "standard"
-    """Per-series scaling, fitted on the training part only."""
+    scaler: Literal["standard", "minmax", "mase", "none"] = "standard"
+    """Per-series scaling, fitted on the training part only. ``mase``: the target divided by its
+    in-sample seasonal-naive MAE, so the training loss weighs series as MASE does."""
     transform: Literal["none", "log"] = "none"
     """Applied to the target before scaling (``log`` for multiplicative series; needs y > 0)."""
     local_norm: Literal["last", "none"] = "last"

@@ -32,7 +32,7 @@ from seqlab.seasonal import Kind, Seasonality, fit_seasonality
 class Scaler:
     """Per-series, per-feature affine scaling: ``(x - loc) / scale``. Feature 0 is the target."""
 
-    kind: Literal["standard", "minmax", "none"]
+    kind: Literal["standard", "minmax", "mase", "none"]
     series_ids: tuple[str, ...]
     loc: np.ndarray  # (S, F)
     scale: np.ndarray  # (S, F)
@@ -72,13 +72,20 @@ class Scaler:
 
 
 def fit_scaler(
-    train_parts: list[np.ndarray], series_ids: list[str], kind: str = "standard"
+    train_parts: list[np.ndarray], series_ids: list[str], kind: str = "standard", season: int = 1
 ) -> Scaler:
-    """Fit one scaler per series on its training part only; ``train_parts[i]`` is (T_i, F)."""
+    """Fit one scaler per series on its training part only; ``train_parts[i]`` is (T_i, F).
+
+    ``mase``: like ``standard``, but the target is divided by its in-sample seasonal-naive MAE
+    (MASE's denominator), so a loss on scaled errors weighs series as MASE does (N-BEATS trained
+    on the MASE itself); its standard deviation where that MAE is undefined."""
     locs, scales = [], []
     for part in train_parts:
-        if kind == "standard":
+        if kind in ("standard", "mase"):
             loc, scale = part.mean(axis=0), part.std(axis=0)
+            if kind == "mase":
+                naive = seasonal_mae(part[:, 0], season)
+                scale[0] = naive if np.isfinite(naive) else scale[0]
         elif kind == "minmax":
             loc, scale = part.min(axis=0), part.max(axis=0) - part.min(axis=0)
         else:
@@ -371,7 +378,7 @@ def prepare(
     # A series too short to train still gets a scaler (it is forecast later): fitted on what
     # it has before the holdout, or on its first point.
     scaler = fit_scaler(
-        [v[: max(end, 1)] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind
+        [v[: max(end, 1)] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind, season
     )
     lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
