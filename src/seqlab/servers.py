@@ -325,9 +325,16 @@ def run_mlflow_ui(
     except (KeyboardInterrupt, _Terminated):
         return 0
     finally:
-        if handle is not None:
-            handle.stop()
-        signal.signal(signal.SIGTERM, previous)
+        # Stopping the server is the answer to the first signal: a second one must not cut
+        # the clean-up short (stop() itself kills what does not exit in time).
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if handle is not None:
+                handle.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 # ---------------------------------------------------------------- Prefect

@@ -115,6 +115,11 @@ def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
     from seqlab import servers
 
     port = servers.free_port()
+    # A shell that starts a job in the background (`make e2e &`) leaves SIGINT ignored, and an
+    # ignored signal is inherited: give the child a terminal's default Ctrl-C.
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     ui = servers.spawn(
         "seqlab-ui",
         [
@@ -130,6 +135,7 @@ def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
         cwd=tmp_path,
         log_path=tmp_path / "ui.log",
     )
+    signal.signal(signal.SIGINT, inherited)
     try:
         servers.wait_healthy(ui, f"http://127.0.0.1:{port}/health", timeout=120, expect=b"OK")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
