@@ -135,6 +135,9 @@ def test_registry_register_key_round_trips() -> None:
         ("eval.step=-1", "eval.step"),
         ("registry.serve=latest", "registry.serve"),
         ("window.deseasonalize=yes", "window.deseasonalize"),
+        ("window.scaler=robust", "window.scaler"),
+        ("window.calendar=sometimes", "window.calendar"),
+        ("model.series_embedding=-2", "model.series_embedding"),
         ("model.ensemble_size=0", "model.ensemble_size"),
         (
             "tune.search_space={model.ensemble_size: {type: int, low: 1, high: 5}}",
@@ -145,3 +148,20 @@ def test_registry_register_key_round_trips() -> None:
 def test_evaluation_and_modelling_keys_are_validated(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=f"invalid config: {fragment}"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["model.quantiles=[0.1, 0.9]", "train.loss=pinball"], "must include 0.5"),
+        (["model.quantiles=[0.9, 0.5]", "train.loss=pinball"], "give increasing levels"),
+        (["model.quantiles=[0, 0.5]", "train.loss=pinball"], "strictly between 0 and 1"),
+        (["model.quantiles=[0.1, 0.5, 0.9]"], "trained with train.loss=pinball"),
+        (["train.loss=pinball"], "train.loss=pinball needs model.quantiles"),
+    ],
+)
+def test_quantile_settings_are_checked_together(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, overrides)
+    ok = load_config(None, ["model.quantiles=[0.1, 0.5, 0.9]", "train.loss=pinball"])
+    assert ok.model.quantiles == [0.1, 0.5, 0.9]
