@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 
 from seqlab.models import point_index
+from seqlab.train import predict as train_predict
 from seqlab.windows import PreparedData
 
 if TYPE_CHECKING:
@@ -241,13 +242,9 @@ def _point(model: torch.nn.Module, out: torch.Tensor) -> torch.Tensor:
 def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Point forecasts (N, H), in the model's output space, for inputs ``x`` in its input
     space, on the model's device, in batches (the median of a quantile model)."""
-    device = next(model.parameters()).device
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i : i + batch_size], dtype=torch.float32, device=device)
-            outs.append(_point(model, model(xb)).float().cpu().numpy())
-    return np.concatenate(outs)
+    out = train_predict(model, x, chunk=batch_size)
+    point = point_index(model)
+    return out if point is None or out.ndim < 3 else out[..., point]
 
 
 # ---------------------------------------------------------------- permutation importance

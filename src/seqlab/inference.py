@@ -21,11 +21,9 @@ from seqlab.redact import redact_tree
 from seqlab.seasonal import Seasonality
 from seqlab.windows import (
     Scaler,
-    append_future,
     apply_transform,
     decode_forecasts,
-    normalise_windows,
-    with_series_index,
+    model_inputs,
 )
 
 META_FORMAT = 2
@@ -145,12 +143,11 @@ def horizon_dates(last: pd.Timestamp, horizon: int, freq: str) -> pd.DatetimeInd
 def known_future(
     future: pd.DataFrame | None, sid: str, dates: pd.DatetimeIndex, columns: list[str]
 ) -> np.ndarray:
-    """(H, len(columns)) values of the known-future covariates of ``sid`` at ``dates``; a
-    :class:`DataError` naming the missing rows when some are absent."""
+    """(H, len(columns)) values of the known-future covariates at ``dates``, from ``future``
+    (series ``sid``'s rows); a :class:`DataError` naming the missing rows when some are absent."""
     rows = pd.DataFrame(index=dates, columns=columns, dtype="float64")
     if future is not None and len(future):
-        mine = future[future["unique_id"] == sid].set_index("ds")
-        rows = mine.reindex(dates)[columns].astype("float64")
+        rows = future.set_index("ds").reindex(dates)[columns].astype("float64")
     missing = rows.index[rows.isna().any(axis=1)]
     if len(missing):
         shown = ", ".join(str(pd.Timestamp(t).date()) for t in missing[:3])
@@ -183,6 +180,9 @@ def forecast_series(
     calendar = bool(meta.get("calendar"))
     xs, idxs, starts, sids, phases = [], [], [], [], []
     fut: list[np.ndarray] = []
+    ahead_of: dict[str, pd.DataFrame] = {}  # each series' known-future rows, split once
+    if future_cols and future is not None:
+        ahead_of = {str(k): v for k, v in future.groupby("unique_id", sort=False)}
     for sid, g in series.frame.groupby("unique_id", sort=False):
         try:
             idx = scaler.index_of(str(sid))
@@ -197,10 +197,10 @@ def forecast_series(
                 f"series {sid!r} has {len(g)} points of history; the model reads the "
                 f"last {L} (its input_size): provide at least {L}"
             )
-        vals = g[["y", *meta["covariates"]]].to_numpy("float64", copy=True)
+        recent = g.tail(L)
+        vals = recent[["y", *meta["covariates"]]].to_numpy("float64", copy=True)
         if calendar:
-            vals = np.hstack([vals, calendar_features(g["ds"], meta["freq"])])
-        vals = vals[-L:]
+            vals = np.hstack([vals, calendar_features(recent["ds"], meta["freq"])])
         if len(vals) < L:  # a padded model: the series "was" its first value before it began
             vals = np.vstack([np.repeat(vals[:1], L - len(vals), axis=0), vals])
         vals[:, 0] = apply_transform(vals[:, 0], meta.get("transform", "none"))
@@ -213,8 +213,9 @@ def forecast_series(
             dates = horizon_dates(g["ds"].iloc[-1], H, meta["freq"])
             block = np.tile(scaler.loc[idx], (H, 1))  # 0 once scaled: unknown columns
             cols = ["y", *meta["covariates"]]
-            for j, c in enumerate(future_cols):
-                block[:, cols.index(c)] = known_future(future, str(sid), dates, future_cols)[:, j]
+            if future_cols:
+                ahead = known_future(ahead_of.get(str(sid)), str(sid), dates, future_cols)
+                block[:, [cols.index(c) for c in future_cols]] = ahead
             if calendar:
                 cal = calendar_features(dates, meta["freq"])
                 block[:, len(cols) :] = cal
@@ -222,18 +223,18 @@ def forecast_series(
         idxs.append(idx)
         sids.append(str(sid))
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
-    x, _, ref = normalise_windows(
+    x, _, ref = model_inputs(
         np.stack(xs).astype(np.float32),
         None,
-        meta.get("local_norm", "none"),
+        np.stack(fut).astype(np.float32) if fut else np.empty((len(xs), H, 0), np.float32),
+        np.array(idxs),
+        future_features=fidx,
+        series_index=bool(meta["hparams"].get("series_embedding")),
+        local_norm=meta.get("local_norm", "none"),
         horizon=H,
         residual=meta.get("residual", "none"),
         season=int(meta.get("season", 1)),
     )
-    if fidx:
-        x = append_future(x, np.stack(fut).astype(np.float32), fidx)
-    if meta["hparams"].get("series_embedding"):
-        x = with_series_index(x, np.array(idxs))
     model.eval()
     with torch.no_grad():
         scaled = model(torch.as_tensor(x, dtype=torch.float32)).float().cpu().numpy()

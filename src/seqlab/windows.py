@@ -176,6 +176,30 @@ def with_series_index(x: np.ndarray, series: np.ndarray) -> np.ndarray:
     return np.concatenate([x, ids], axis=2)
 
 
+def model_inputs(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    future: np.ndarray,
+    series: np.ndarray,
+    *,
+    future_features: list[int],
+    series_index: bool,
+    local_norm: str,
+    horizon: int,
+    residual: str,
+    season: int,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Scaled windows (N, L, F) as the network takes them, for training and forecasting alike:
+    relative to their baseline (:func:`normalise_windows`), followed by the horizon's
+    known-future rows ``future`` (N, H, len(future_features)), with a last column of each
+    window's ``series`` index when ``series_index``. Returns inputs, targets and the baseline."""
+    x, y, base = normalise_windows(x, y, local_norm, horizon, residual, season)
+    x = append_future(x, future, future_features)
+    if series_index:
+        x = with_series_index(x, series)
+    return x, y, base
+
+
 def apply_transform(target: np.ndarray, transform: str) -> np.ndarray:
     if transform == "log":
         if np.any(target <= 0):
@@ -424,17 +448,28 @@ def prepare(
     def ints(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    x_train, y_train, _ = normalise_windows(
-        cat(xs_tr, (input_size, f)), cat(ys_tr, (horizon,)), local_norm, horizon, residual, season
+    settings = dict(
+        future_features=fidx,
+        series_index=series_index,
+        local_norm=local_norm,
+        horizon=horizon,
+        residual=residual,
+        season=season,
     )
-    x_val, y_val, val_base = normalise_windows(
-        cat(xs_va, (input_size, f)), cat(ys_va, (horizon,)), local_norm, horizon, residual, season
+    x_train, y_train, _ = model_inputs(
+        cat(xs_tr, (input_size, f)),
+        cat(ys_tr, (horizon,)),
+        cat(fu_tr, (horizon, len(fidx))),
+        ints(tr_sid),
+        **settings,  # type: ignore[arg-type]
     )
-    x_train = append_future(x_train, cat(fu_tr, (horizon, len(fidx))), fidx)
-    x_val = append_future(x_val, cat(fu_va, (horizon, len(fidx))), fidx)
-    if series_index:
-        x_train = with_series_index(x_train, ints(tr_sid))
-        x_val = with_series_index(x_val, ints(va_sid))
+    x_val, y_val, val_base = model_inputs(
+        cat(xs_va, (input_size, f)),
+        cat(ys_va, (horizon,)),
+        cat(fu_va, (horizon, len(fidx))),
+        ints(va_sid),
+        **settings,  # type: ignore[arg-type]
+    )
     return PreparedData(
         series_ids=sids,
         freq=data.freq,
