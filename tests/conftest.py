@@ -8,6 +8,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -180,3 +183,36 @@ def worker_env() -> dict[str, str]:
         "DO_NOT_TRACK": "true",
         "OMP_NUM_THREADS": "1",
     }
+
+
+_OPEN_STORAGE = """
+import sys, time
+from pathlib import Path
+from seqlab.tuning.storage import make_storage
+ready, go = Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+make_storage(sys.argv[1]).get_all_studies()
+"""
+
+
+def open_storage_at_once(url: str, tmp: Path, n: int = 6) -> list[tuple[int, str]]:
+    """``n`` processes open a new Optuna storage at the same moment (after all have imported);
+    returns each one's exit code and stderr."""
+    go = tmp / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_STORAGE, url, str(tmp / f"ready{i}"), str(go)],
+            env=worker_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    deadline = time.monotonic() + 120
+    while not all((tmp / f"ready{i}").exists() for i in range(n)):
+        assert time.monotonic() < deadline, "the storage processes never got ready"
+        time.sleep(0.05)
+    go.touch()
+    return [(p.wait(120), p.stderr.read()[-1500:]) for p in procs]

@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import sine_frame
+from conftest import open_storage_at_once, sine_frame
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import space, storage, tune_study
 
@@ -258,3 +258,27 @@ def test_fits_space_keeps_only_parameters_the_space_can_sample(tiny_config):
     assert space.fits_space({**best, "train.lr": 0.5}, searched) == {}  # out of range
     assert space.fits_space({**best, "model.num_layers": 2.5}, searched) == {}  # not an int
     assert space.fits_space({**best, "model.cell": "rnn"}, searched) == {}  # not a choice
+
+
+# ---------------------------------------------------------------- a new storage, opened at once
+
+
+def test_processes_opening_a_new_sqlite_storage_at_once_all_succeed(tmp_path):
+    # A pipeline and the workers started with it: Optuna's schema creation is unguarded.
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    results = open_storage_at_once(url, tmp_path)
+    assert [code for code, _ in results] == [0] * len(results), [e for _, e in results]
+    versions = optuna.storages.RDBStorage(url)._version_manager.get_current_version()
+    assert versions == optuna.storages.RDBStorage(url)._version_manager.get_head_version()
+
+
+def test_schema_races_are_told_apart_from_real_storage_errors():
+    assert storage.is_schema_race(
+        Exception("(sqlite3.OperationalError) table studies already exists")
+    )
+    assert storage.is_schema_race(
+        Exception("UNIQUE constraint failed: alembic_version.version_num")
+    )
+    assert storage.is_schema_race(Exception('duplicate key value violates "pg_type_typname_nsp"'))
+    assert not storage.is_schema_race(Exception("could not connect to server: Connection refused"))
+    assert not storage.is_schema_race(Exception("no such table: trials"))

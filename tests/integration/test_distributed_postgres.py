@@ -13,7 +13,7 @@ import sys
 import pytest
 from optuna.trial import TrialState
 
-from conftest import FAULT_WORKER, worker_env
+from conftest import FAULT_WORKER, open_storage_at_once, worker_env
 from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import storage as tuning_storage
@@ -86,3 +86,9 @@ def test_two_workers_fill_the_study_exactly_with_nested_runs(tiny_config, pg_url
     owners = {r.data.tags["seqlab.worker"] for r in children}
     assert len(owners) == 2, f"expected both workers to run trials, got {owners}"
     tracking.end_run(parent)
+
+
+def test_processes_opening_a_new_postgres_storage_at_once_all_succeed(pg_url, tmp_path) -> None:
+    results = open_storage_at_once(pg_url, tmp_path)
+    assert [code for code, _ in results] == [0] * len(results), [e for _, e in results]
+    assert tuning_storage.make_storage(pg_url).get_all_studies() == []

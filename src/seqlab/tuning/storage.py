@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
@@ -87,14 +90,39 @@ def make_storage(url: str, heartbeat_interval: int = 10) -> optuna.storages.Base
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=heartbeat_interval * 2,
-        )
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=heartbeat_interval * 2,
+                )
+        except sqlalchemy.exc.DBAPIError as e:
+            if attempt == _SCHEMA_ATTEMPTS - 1 or not is_schema_race(e):
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+# Optuna creates its tables, version row and alembic stamp on first use, unguarded: processes
+# that open a new storage at once (a pipeline and the workers started with it) collide there.
+# The loser's retry finds the winner's schema and only reads it.
+_SCHEMA_ATTEMPTS = 6
+_SCHEMA_RACE = (
+    "already exists",  # CREATE TABLE of a table another process just created
+    "unique constraint failed",  # SQLite: the version row or alembic stamp inserted twice
+    "duplicate key",  # PostgreSQL: the same, or a type created twice
+    "database is locked",  # SQLite: the other process holds the write lock past the timeout
+)
+
+
+def is_schema_race(error: BaseException) -> bool:
+    """Whether a storage error is another process creating the same schema at that moment."""
+    text = str(error).lower()
+    return any(marker in text for marker in _SCHEMA_RACE)
 
 
 def make_sampler(cfg: PipelineConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
