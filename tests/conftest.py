@@ -82,7 +82,7 @@ def make_tiny_config(tmp: Path, **overrides: object):
             "freq": "D",
         },
         "window": {"input_size": 14, "horizon": 7},
-        "model": {"cell": "gru", "hidden_size": 4},
+        "model": {"cell": "gru", "hidden_size": 4, "ensemble_size": 1},  # ensembles: own tests
         "train": {"max_epochs": 3, "patience": None, "device": "cpu", "num_threads": 1},
         "tune": {
             "n_trials": 3,

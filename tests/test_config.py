@@ -38,6 +38,35 @@ def test_default_config_values() -> None:
     assert cfg.val_size == 12
 
 
+def test_base_yaml_writes_out_exactly_the_code_defaults(tmp_path: Path) -> None:
+    # A config that skips seqlab:base.yaml (or Python building one) gets the same settings.
+    data = "data: {source: airpassengers}\n"
+    (tmp_path / "bare.yaml").write_text(data)
+    (tmp_path / "based.yaml").write_text("defaults: [seqlab:base.yaml]\n" + data)
+    bare = load_config(tmp_path / "bare.yaml")
+    assert bare == load_config(tmp_path / "based.yaml")
+    assert (bare.window.scaler, bare.model.ensemble_size, bare.train.loss) == ("mase", 5, "mae")
+    assert set(bare.tune.search_space) == {
+        "model.cell",
+        "model.hidden_size",
+        "model.num_layers",
+        "train.lr",
+        "window.input_size",
+    }
+
+
+def test_a_search_space_in_a_config_replaces_the_default_whole() -> None:
+    cfg = load_config(
+        REPO / "conf/default.yaml",
+        ["tune.search_space={train.lr: {type: float, low: 0.001, high: 0.01}}"],
+    )
+    assert list(cfg.tune.search_space) == ["train.lr"]
+    fresh = build_config({"data": {"source": "airpassengers"}})
+    assert len(fresh.tune.search_space) == 5  # each config gets its own copy of the default
+    fresh.tune.search_space.pop("train.lr")
+    assert len(build_config({"data": {"source": "airpassengers"}}).tune.search_space) == 5
+
+
 def test_keras_classic_preset() -> None:
     cfg = load_config(REPO / "conf/presets/keras-classic.yaml")
     assert (cfg.model.cell, cfg.model.hidden_size, cfg.model.num_layers) == ("lstm", 50, 1)
@@ -49,6 +78,7 @@ def test_keras_classic_preset() -> None:
         32,
     )
     assert cfg.tune.n_trials == 0
+    assert cfg.model.ensemble_size == 1  # one network, as the example
 
 
 def test_dotted_overrides_are_typed() -> None:

@@ -50,8 +50,8 @@ def driven_config(tmp: Path, **overrides: object):
             "freq": "D",
             "covariates": ["driver", "noise"],
         },
-        "window": {"input_size": 8, "horizon": 1},
-        "model": {"cell": "gru", "hidden_size": 16},
+        "window": {"input_size": 8, "horizon": 1, "scaler": "standard"},
+        "model": {"cell": "gru", "hidden_size": 16, "ensemble_size": 1},  # one smooth network
         "train": {
             "max_epochs": 30,
             "patience": None,
@@ -59,6 +59,7 @@ def driven_config(tmp: Path, **overrides: object):
             "num_threads": 1,
             "lr": 0.01,
             "seed": 0,
+            "loss": "mse",
         },
         "eval": {"backtest_windows": 20, "step": 10, "season_length": 4},
         "tune": {"n_trials": 0, "storage": f"sqlite:///{tmp}/optuna.db"},

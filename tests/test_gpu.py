@@ -33,7 +33,7 @@ def cfg(tmp_path, **train):
         {
             "data": {"source": "x", "time_column": "ds", "target": "y", "freq": "D"},
             "window": {"input_size": 14, "horizon": 7},
-            "model": {"cell": "lstm", "hidden_size": 16},
+            "model": {"cell": "lstm", "hidden_size": 16, "ensemble_size": 1},
             "train": {"max_epochs": 5, "patience": None, "device": "auto", **train},
             "tune": {
                 "n_trials": 4,

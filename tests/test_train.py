@@ -102,7 +102,9 @@ def test_same_seed_same_metrics_on_cpu(prepared) -> None:
 
 
 def test_early_stopping_restores_best_weights(prepared) -> None:
-    cfg = tiny_cfg(**{"train.max_epochs": 200, "train.patience": 3, "train.lr": 0.05})
+    cfg = tiny_cfg(
+        **{"train.max_epochs": 200, "train.patience": 3, "train.lr": 0.05, "train.loss": "mse"}
+    )
     model, hist = train_model(prepared, cfg)
     assert hist.stopped_early and hist.epochs == hist.best_epoch + 4
     data = DeviceData.from_prepared(prepared, torch.device("cpu"))

@@ -64,7 +64,7 @@ class WindowConfig(_Section):
     val_size: int | None = Field(None, ge=1)
     """Points of the validation part, right before the first backtest cutoff; defaults to
     ``horizon``. Validation targets lie wholly inside it (never in the training part)."""
-    scaler: Literal["standard", "minmax", "mase", "none"] = "standard"
+    scaler: Literal["standard", "minmax", "mase", "none"] = "mase"
     """Per-series scaling, fitted on the training part only. ``mase``: the target divided by its
     in-sample seasonal-naive MAE, so the training loss weighs series as MASE does."""
     transform: Literal["none", "log"] = "none"
@@ -100,7 +100,7 @@ class ModelConfig(_Section):
     series_embedding: int = Field(0, ge=0)
     """Size of a learnt embedding of each series' identity fed with every input step (global
     models over several series, as DeepAR's item embedding); 0: off."""
-    ensemble_size: int = Field(1, ge=1, le=100)
+    ensemble_size: int = Field(5, ge=1, le=100)
     """Final fits train this many members of the chosen architecture from seeds ``train.seed``,
     ``train.seed + 1``, ... and forecast their median (as N-BEATS and ES-RNN ensemble). Tuning
     trials train one member each, so the cost is K times the final fits only."""
@@ -108,14 +108,14 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw"] = "adam"
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(200, ge=1)
-    patience: int | None = Field(20, ge=1)
+    max_epochs: int = Field(300, ge=1)
+    patience: int | None = Field(30, ge=1)
     """Early-stopping patience in epochs on validation loss; ``null`` disables it."""
     grad_clip: float | None = Field(1.0, gt=0)
-    loss: Literal["mse", "mae", "huber", "pinball"] = "mse"
+    loss: Literal["mse", "mae", "huber", "pinball"] = "mae"
     """``pinball``: the quantile loss, for ``model.quantiles`` (and only with them)."""
     windows_per_epoch: int | None = Field(2048, ge=1)
     """At most this many training windows per epoch: with more, an epoch samples this many
@@ -156,8 +156,22 @@ class ParamSpec(_Section):
         return self
 
 
+# The space searched unless a config gives its own: the architecture and the input window.
+DEFAULT_SEARCH_SPACE: dict[str, ParamSpec] = {
+    "model.cell": ParamSpec(type="categorical", choices=["lstm", "gru"]),
+    "model.hidden_size": ParamSpec(type="categorical", choices=[16, 32, 64]),
+    "model.num_layers": ParamSpec(type="int", low=1, high=2),
+    "train.lr": ParamSpec(type="float", low=0.001, high=0.02, log=True),
+    "window.input_size": ParamSpec(type="categorical", choices=[12, 24, 36]),
+}
+
+
+def _default_space() -> dict[str, ParamSpec]:
+    return {key: spec.model_copy() for key, spec in DEFAULT_SEARCH_SPACE.items()}
+
+
 class TuneConfig(_Section):
-    n_trials: int = Field(20, ge=0)
+    n_trials: int = Field(12, ge=0)
     """Total trials the study should hold (COMPLETE + PRUNED). 0 trains the given parameters."""
     timeout: float | None = Field(None, gt=0)
     """Stop launching trials after this many seconds in this run."""
@@ -170,7 +184,7 @@ class TuneConfig(_Section):
     parameters) instead of reusing trials scored on something else."""
     sampler_seed: int | None = 42
     n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(10, ge=0)
+    n_warmup_steps: int = Field(30, ge=0)
     prune_interval: int = Field(5, ge=1)
     """After the warm-up, report to the pruner every this many epochs (each report is a
     storage round trip)."""
@@ -184,7 +198,8 @@ class TuneConfig(_Section):
     """With ``workers: 0``: give up waiting for external workers after this many seconds."""
     max_fail_streak: int = Field(5, ge=1)
     """A worker stops with an error after this many failed trials in a row (a broken config)."""
-    search_space: dict[str, ParamSpec] = Field(default_factory=dict)
+    search_space: dict[str, ParamSpec] = Field(default_factory=_default_space)
+    """Dotted config keys to search; a space given in a config replaces this one whole."""
 
     @field_validator("search_space")
     @classmethod
