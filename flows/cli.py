@@ -6,6 +6,7 @@ and exit with status 2; nothing is registered and no alias moves when that happe
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -86,6 +87,32 @@ def _quiet(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
 
 
+class _WithoutTraceback(logging.Formatter):
+    """Formats as ``inner`` does, leaving out the traceback of the ``expected`` errors."""
+
+    def __init__(self, inner: logging.Formatter, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.inner, self.expected = inner, expected
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record = copy.copy(record)  # other handlers (Prefect's API log) keep the traceback
+            record.exc_info, record.exc_text = None, None
+        return self.inner.format(record)
+
+
+def _brief_console_errors(expected: tuple[type[BaseException], ...]) -> None:
+    """Console log lines of failures a user fixes (bad config or data, a training that
+    diverged) come without Prefect's traceback: the run's last line, ``error: ...``, says what to
+    do. The flow run's logs in Prefect keep the traceback; ``--verbose`` shows it here too."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and handler.formatter is not None:
+            if not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter, expected))
+
+
 class _RichProgress:
     """A progress bar per reported task (trials, epochs of the running trial)."""
 
@@ -146,6 +173,8 @@ def run(
     )
     from seqlab.errors import TrainingError
 
+    if not verbose:
+        _brief_console_errors((*_user_errors(), TrainingError))
     _interrupt_on_sigterm()  # a scheduler's SIGTERM ends the run like Ctrl-C: cleanly
     try:
         with bar, progress.showing(_RichProgress(bar)):

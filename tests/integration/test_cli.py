@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import cli_env
 
@@ -101,3 +103,24 @@ def test_init_through_the_real_command(tmp_path) -> None:
     assert "time_column: date" in text and "target: sales" in text and "freq: MS" in text
     again = seqlab(["init", "proj", "--data", "sales.csv"], tmp_path, timeout=120)
     assert again.returncode == 2 and again.stderr.startswith("error: ")
+
+
+def test_a_diverging_training_ends_in_one_line_and_the_flow_log_keeps_the_traceback(
+    tmp_path,
+) -> None:
+    args = ["tune.n_trials=0", "train.lr=1e30", "train.loss=mse", "model.ensemble_size=1"]
+    out = seqlab(["run", *TINY, *args], tmp_path)
+    assert out.returncode == 3, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: loss became ") and "lower train.lr" in lines[-1]
+    assert "Traceback" not in out.stdout + out.stderr  # the console says what to do, briefly
+    assert len(lines) <= 4, lines  # Prefect's one-line task/flow failures, then the error
+    with sqlite3.connect(tmp_path / ".prefect" / "prefect.db") as db:  # the flow run's own log
+        logged = [m for (m,) in db.execute("SELECT message FROM log") if "NonFinite" in m]
+    assert any("Traceback" in m for m in logged), logged
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("seqlab-airpassengers").experiment_id]
+    )
+    assert run.info.status == "FAILED"
+    assert client.search_registered_models() == []  # nothing registered, no alias moved
