@@ -52,6 +52,12 @@ def run_seed(seed: int, overrides: list[str]) -> dict:
         "params": tuning.best_params,
         "cutoffs": bt.cutoffs,
         **{m: bt.scores(m, "mase") for m in ("model", "naive", "seasonal_naive")},
+        # A quantile model: interval coverage per window, calibrated (out of window) and raw.
+        **{
+            k: bt.scores("model", k)
+            for k in bt.per_window.columns
+            if k.startswith(("coverage_", "raw_coverage_", "spl", "raw_spl"))
+        },
     }
 
 
@@ -76,6 +82,13 @@ def main() -> None:
         f"{allm.mean():.3f}, per-seed mean {per_seed.min():.3f}-{per_seed.max():.3f}, "
         f"per-window {allm.min():.3f}-{allm.max():.3f}"
     )
+    for k in sorted(k for k in results[0] if k.startswith(("coverage_", "raw_coverage_"))):
+        v = np.array([r[k] for r in results])
+        print(
+            f"{k} over {v.size} seed-windows: mean {v.mean():.3f}, per-seed mean "
+            f"{v.mean(axis=1).min():.3f}-{v.mean(axis=1).max():.3f}, per-window "
+            f"{v.min():.3f}-{v.max():.3f}"
+        )
     for b in ("seasonal_naive", "naive"):
         v = np.array(results[0][b])
         print(

@@ -38,6 +38,7 @@ from seqlab.inference import forecast_history, user_frame  # noqa: E402
 from seqlab.pipeline import (  # noqa: E402
     FittedModel,
     backtest_model,
+    calibrate,
     ingest,
     learn_epochs,
     refit,
@@ -386,6 +387,7 @@ def training_pipeline(
                 if cfg.registry.serve == "refit"
                 else evaluated
             )
+            served = calibrate(served, bt, trained)  # a quantile model's interval margins
             logged = log_model_task(served, series, trained, run)
             version = register_task(trained, logged, run, bt, served, series)
             summary.version, summary.alias = version, registry.CHALLENGER

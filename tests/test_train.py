@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from conftest import sine_frame
+from seqlab import conformal
 from seqlab.config import PipelineConfig, TrainConfig, with_overrides
 from seqlab.data import validate
 from seqlab.models import RecurrentForecaster
-from seqlab.pipeline import backtest_model, prepare_data, refit, train_model
+from seqlab.pipeline import backtest_model, calibrate, prepare_data, refit, train_model
 from seqlab.train import Callback, DeviceData, NonFiniteLossError, PinballLoss, fit, predict
+from seqlab.windows import seasonal_mae
 
 
 def tiny_cfg(**over: object) -> PipelineConfig:
@@ -186,7 +188,39 @@ def test_quantile_forecasts_cover_a_noise_process_near_nominal() -> None:
     series = validate(frame, cfg.data)
     bt = backtest_model(refit(series, cfg, 15, cfg.test_size), series, cfg)
     assert bt.frame.shape[0] == 30 * 7
-    assert bt.mean["model"]["coverage_80"] == pytest.approx(0.8, abs=0.1)
+    assert bt.mean["model"]["coverage_80"] == pytest.approx(0.8, abs=0.1)  # calibrated
+    assert 0 < bt.mean["model"]["raw_coverage_80"] <= 1  # the network's own, logged beside
     assert (bt.frame["q0.1"] <= bt.frame["model"]).all()
     assert (bt.frame["model"] <= bt.frame["q0.9"]).all()
     assert bt.mean["model"]["spl"] > 0
+
+
+def test_served_intervals_move_by_the_conformal_margin_in_each_series_scale() -> None:
+    frame = pd.concat([sine_frame(n=120).assign(uid="small"), sine_frame(n=120).assign(uid="big")])
+    frame.loc[frame["uid"] == "big", "y"] *= 100
+    cfg = tiny_cfg(
+        **{
+            "data.series_id": "uid",
+            "model.quantiles": [0.1, 0.5, 0.9],
+            "train.loss": "pinball",
+            "train.max_epochs": 3,
+            "model.ensemble_size": 1,
+        }
+    )
+    series = validate(frame, cfg.data)
+    bt_fit = refit(series, cfg, 3, cfg.test_size)
+    bt = backtest_model(bt_fit, series, cfg)
+    served = calibrate(bt_fit, bt, cfg)
+    margin = served.meta["conformal"]["0.1"]
+    assert margin == conformal.margins(bt.frame, [0.1, 0.5, 0.9])[0.1]
+    raw, fc = bt_fit.forecast(series), served.forecast(series)
+    np.testing.assert_array_equal(raw["forecast"], fc["forecast"])  # the point is untouched
+    for sid, g in series.frame.groupby("unique_id"):
+        scale = seasonal_mae(g["y"].to_numpy(), 7)  # daily data: a weekly season
+        rows = (fc["unique_id"] == sid).to_numpy()
+        expect_lo = np.minimum(raw.loc[rows, "q0.1"] - margin * scale, raw.loc[rows, "forecast"])
+        np.testing.assert_allclose(fc.loc[rows, "q0.1"], expect_lo, rtol=1e-6)
+        expect_hi = np.maximum(raw.loc[rows, "q0.9"] + margin * scale, raw.loc[rows, "forecast"])
+        np.testing.assert_allclose(fc.loc[rows, "q0.9"], expect_hi, rtol=1e-6)
+    off = calibrate(bt_fit, bt, with_overrides(cfg, {"eval.conformal": False}))
+    assert "conformal" not in off.meta  # switched off: the network's own intervals are served

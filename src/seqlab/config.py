@@ -225,6 +225,11 @@ class EvalConfig(_Section):
     scored on the same ones (statsforecast/neuralforecast ``cross_validation``'s ``n_windows``)."""
     step: int | None = Field(None, ge=1)
     """Points between consecutive cutoffs; defaults to ``window.horizon``."""
+    conformal: bool = True
+    """For a quantile model: calibrate its central intervals on the backtest windows' errors
+    (conformalized quantile regression, ``seqlab.conformal``), so a P% band holds about P% of
+    unseen actuals; the backtest scores each window calibrated on the others and logs the
+    network's own coverage as ``raw_coverage_<P>``."""
     plot: bool = True
 
 

@@ -222,6 +222,9 @@ def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
         if levels:
             qs = {q: g[f"q{q:g}"].to_numpy("float64") for q in levels}
             row.update(interval_metrics(y, qs, f, scale))
+            if f"raw_q{levels[0]:g}" in g:  # conformally calibrated: the network's own too
+                raw = {q: g[f"raw_q{q:g}"].to_numpy("float64") for q in levels}
+                row.update({f"raw_{k}": v for k, v in interval_metrics(y, raw, f, scale).items()})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from seqlab import conformal
 from seqlab.config import DataConfig, PipelineConfig
 from seqlab.data import DataError, SeriesData, validate
 from seqlab.features import calendar_features
@@ -24,6 +25,7 @@ from seqlab.windows import (
     apply_transform,
     decode_forecasts,
     model_inputs,
+    seasonal_mae,
 )
 
 META_FORMAT = 2
@@ -178,7 +180,7 @@ def forecast_series(
     fidx = list(meta["hparams"].get("future_features") or [])
     future_cols = list(meta.get("future_covariates") or [])
     calendar = bool(meta.get("calendar"))
-    xs, idxs, starts, sids, phases = [], [], [], [], []
+    xs, idxs, starts, sids, phases, scales = [], [], [], [], [], []
     fut: list[np.ndarray] = []
     ahead_of: dict[str, pd.DataFrame] = {}  # each series' known-future rows, split once
     if future_cols and future is not None:
@@ -222,6 +224,7 @@ def forecast_series(
             fut.append(scaler.transform(block, idx)[:, fidx])
         idxs.append(idx)
         sids.append(str(sid))
+        scales.append(seasonal_mae(g["y"].to_numpy("float64"), int(meta.get("season", 1))))
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
     x, _, ref = model_inputs(
         np.stack(xs).astype(np.float32),
@@ -254,6 +257,14 @@ def forecast_series(
         for j in range(scaled.shape[-1])
     ]
     point = levels.index(0.5)
+    others = {q: decoded[j] for j, q in enumerate(levels) if j != point}
+    if others and meta.get("conformal"):  # calibrated intervals (seqlab.conformal)
+        others = conformal.widen(
+            others,
+            decoded[point],
+            {float(q): m for q, m in meta["conformal"].items()},
+            np.asarray(scales, dtype="float64")[:, None],
+        )
     rows = []
     for k, (sid, start) in enumerate(zip(sids, starts)):
         row = {
@@ -261,7 +272,7 @@ def forecast_series(
             "ds": pd.date_range(start, periods=H, freq=meta["freq"]),
             "forecast": decoded[point][k],
         }
-        row.update({quantile_column(q): decoded[j][k] for j, q in enumerate(levels) if j != point})
+        row.update({quantile_column(q): v[k] for q, v in others.items()})
         rows.append(pd.DataFrame(row))
     return pd.concat(rows, ignore_index=True)
 

@@ -6,23 +6,26 @@ The evaluation protocol, in the order the flow runs it:
 2. refit the chosen parameters on all history before the first backtest cutoff (train +
    validation) for the epoch count early stopping learnt, and backtest that model and the
    baselines on the same rolling-origin cutoffs;
-3. refit on the whole history for serving (``registry.serve=refit``).
+3. refit on the whole history for serving (``registry.serve=refit``); a quantile model's
+   intervals are calibrated on the backtest's errors (``seqlab.conformal``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from seqlab import conformal
 from seqlab.checks import ingest, required_length, validate_data  # noqa: F401 (re-exported)
 from seqlab.config import PipelineConfig, with_overrides
 from seqlab.data import SeriesData, season_length
 from seqlab.devices import resolve_device
 from seqlab.errors import TrainingError
-from seqlab.evaluate import Backtest, backtest
+from seqlab.evaluate import Backtest, backtest, quantile_levels, score_backtest
 from seqlab.inference import forecast_series, model_meta, training_end
 from seqlab.models import EnsembleForecaster, Forecaster, RecurrentForecaster, build_model
 from seqlab.train import Callback, DeviceData, History, fit, seed_everything
@@ -165,4 +168,18 @@ def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig)
             f"{row['unique_id']!r} at {row['ds']}); it is not registered: lower train.lr, set "
             "train.grad_clip or rescale the data"
         )
+    levels = quantile_levels(bt.frame)
+    if levels and cfg.eval.conformal:  # intervals as served: calibrated, each window out of fold
+        bt = score_backtest(conformal.cross_calibrate(bt.frame, levels), bt.season)
     return bt
+
+
+def calibrate(fitted: FittedModel, bt: Backtest, cfg: PipelineConfig) -> FittedModel:
+    """The model with its intervals' conformal margins, from every backtest window, in its
+    metadata (``conformal``: lower level -> margin in MASE-scale units), which forecasts apply."""
+    levels = quantile_levels(bt.frame)
+    if not (levels and cfg.eval.conformal):
+        return fitted
+    found = conformal.margins(bt.frame, levels)
+    meta = {**fitted.meta, "conformal": {f"{q:g}": m for q, m in found.items()}}
+    return dataclasses.replace(fitted, meta=meta)

@@ -74,8 +74,16 @@ def _notes(s: RunSummary) -> list[str]:
         held = ", ".join(
             f"{k.rsplit('_', 1)[1]}% band held {100 * s.metrics[k]:.0f}%" for k in coverage
         )
+        raw = [s.metrics.get(k.replace("test/", "test/raw_")) for k in coverage]
+        calibrated = (
+            " (calibrated on the other windows' errors; the network's own: "
+            + ", ".join(f"{100 * r:.0f}%" for r in raw if r is not None)
+            + ")"
+            if all(r is not None for r in raw)
+            else ""
+        )
         notes.append(
-            f"intervals: {held} of the backtest actuals; scaled pinball loss "
+            f"intervals: {held} of the backtest actuals{calibrated}; scaled pinball loss "
             f"{s.metrics.get('test/spl', float('nan')):.4f}"
         )
     if s.series > 1 and s.worst_series is not None:

@@ -1,6 +1,6 @@
 """Quantile forecasts through the whole flow: trained with pinball loss, scored for coverage,
-registered, and served with their intervals; an ensemble of deseasonalised members reading a
-known-future covariate and calendar features alongside."""
+calibrated on the backtest, registered, and served with their intervals; an ensemble of
+deseasonalised members reading a known-future covariate and calendar features alongside."""
 
 from __future__ import annotations
 
@@ -48,10 +48,12 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     )
     summary = training_pipeline(DEFAULT_CONFIG, overrides)
     assert summary.version == "1"
-    assert "intervals: 80% band held" in render_markdown(summary)  # said in the summary
+    note = render_markdown(summary)  # said in the summary, calibrated and raw
+    assert "intervals: 80% band held" in note and "the network's own" in note
     client = mlflow.tracking.MlflowClient(summary.tracking_uri)
     run = client.get_run(summary.run_id)
     assert 0 <= run.data.metrics["test/coverage_80"] <= 1 and run.data.metrics["test/spl"] > 0
+    assert 0 <= run.data.metrics["test/raw_coverage_80"] <= 1
     steps = client.get_metric_history(summary.run_id, "backtest/coverage_80")
     assert sorted(m.step for m in steps) == [0, 1, 2]  # one per backtest window
     cv = pd.read_csv(
@@ -64,6 +66,7 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     assert meta["hparams"]["ensemble_size"] == 2 and meta["hparams"]["quantiles"] == [0.1, 0.5, 0.9]
     assert meta["seasonality"]["kind"] == "additive"
     assert meta["future_covariates"] == ["promo"] and meta["calendar"] is True
+    assert set(meta["conformal"]) == {"0.1"}  # the 80% interval's margin, from the backtest
     data = pd.read_csv(path, parse_dates=["ds"])
     with pytest.raises(DataError, match="lacks future values of promo"):
         serving.predict_checked(model, data.tail(30))

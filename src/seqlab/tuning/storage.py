@@ -50,7 +50,7 @@ _NOT_IN_FINGERPRINT = {
         "max_fail_streak",
     },
     "train": {"device", "precision", "num_threads"},
-    "eval": {"plot"},
+    "eval": {"plot", "conformal"},  # calibrates after the trials
     "tracking": None,
     "registry": None,
 }
