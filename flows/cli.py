@@ -291,6 +291,13 @@ def forecast(
         str | None, typer.Option(help="A model version instead of an alias.")
     ] = None,
     tracking_uri: TrackingOpt = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of a CSV input (e.g. latin-1); default: that of the model's "
+            "training data (its data.encoding)."
+        ),
+    ] = None,
 ) -> None:
     """Forecast the next horizon with a registered model (the champion by default)."""
     from seqlab.registry import resolve_version
@@ -303,7 +310,13 @@ def forecast(
 
     try:
         out = forecast_flow(
-            model, input, output, alias=alias, version=version, tracking_uri=tracking_uri
+            model,
+            input,
+            output,
+            alias=alias,
+            version=version,
+            tracking_uri=tracking_uri,
+            encoding=encoding,
         )
     except _user_errors() as e:
         _fail(str(e))

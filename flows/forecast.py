@@ -32,8 +32,8 @@ def load_task(tracking_uri: str, name: str, version: str):
 
 
 @task(name="read-history", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def read_task(path: str) -> pd.DataFrame:
-    return load_raw(path)
+def read_task(path: str, encoding: str = "utf-8") -> pd.DataFrame:
+    return load_raw(path, encoding, setting="--encoding")
 
 
 @task(name="forecast", cache_policy=NO_CACHE)
@@ -65,12 +65,15 @@ def forecast_flow(
     alias: str | None = "champion",
     version: str | None = None,
     tracking_uri: str | None = None,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
-    """Forecast the next horizon of every series in ``input`` with a registered model."""
+    """Forecast the next horizon of every series in ``input`` with a registered model.
+    ``encoding``: of a CSV input; default, that of the model's training data."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
     resolved = resolve_task(uri, model, None if version else alias, version)
     loaded = load_task(uri, model, resolved["version"])
-    history = read_task(input)
+    meta = loaded.unwrap_python_model().meta
+    history = read_task(input, encoding or serving.data_encoding(meta))
     forecast = forecast_task(loaded, history)
     written = write_task(forecast, output)
     run_id = record_task(uri, resolved, input, written, forecast)

@@ -67,7 +67,9 @@ def resolve_source(source: str) -> Path:
     return path
 
 
-def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+def read_table(path: Path, encoding: str = "utf-8", setting: str = "data.encoding") -> pd.DataFrame:
+    """A CSV (in ``encoding``) or Parquet file as a frame; errors name ``setting``, where the
+    user sets the encoding."""
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty: it needs a header and at least one row")
@@ -85,10 +87,10 @@ def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     except UnicodeDecodeError as e:
         raise DataError(
             f"data file {path} is not {encoding} text (byte {e.object[e.start]:#04x} at position "
-            f"{e.start}); set data.encoding to its encoding, e.g. data.encoding=latin-1"
+            f"{e.start}); set {setting} to its encoding, e.g. {setting}=latin-1"
         ) from None
     except LookupError:
-        raise DataError(f"data.encoding {encoding!r} is not a known text encoding") from None
+        raise DataError(f"{setting} {encoding!r} is not a known text encoding") from None
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data file {path} is empty: it needs a header and at least one row"
@@ -100,8 +102,8 @@ def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     return df
 
 
-def load_raw(source: str, encoding: str = "utf-8") -> pd.DataFrame:
-    return read_table(resolve_source(source), encoding)
+def load_raw(source: str, encoding: str = "utf-8", setting: str = "data.encoding") -> pd.DataFrame:
+    return read_table(resolve_source(source), encoding, setting)
 
 
 # ---------------------------------------------------------------- validation

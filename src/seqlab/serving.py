@@ -175,6 +175,11 @@ def load_forecaster(client: MlflowClient, name: str, version: str) -> mlflow.pyf
         ) from None
 
 
+def data_encoding(meta: dict) -> str:
+    """The text encoding of the data a model was trained on (its ``data.encoding``)."""
+    return str(((meta.get("config") or {}).get("data") or {}).get("encoding") or "utf-8")
+
+
 def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> pd.DataFrame:
     """Forecast with seqlab's own check of ``history`` (one-line errors naming the column,
     frequency or length at fault) instead of MLflow's schema enforcement, which would reject,

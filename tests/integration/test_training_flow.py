@@ -201,6 +201,25 @@ def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
     assert run.data.tags["seqlab.model_alias"] == "champion"
 
 
+def test_batch_forecast_reads_a_history_in_another_encoding(first_run, tmp_path: Path) -> None:
+    tmp, _ = first_run
+    df = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")
+    df["note"] = "donnée brute"  # a column the model ignores, in latin-1 bytes
+    df.to_csv(tmp_path / "latin.csv", index=False, encoding="latin-1")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    with pytest.raises(DataError, match="not utf-8 text .*--encoding=latin-1"):
+        forecast_flow(NAME, str(tmp_path / "latin.csv"), str(tmp_path / "x.csv"), tracking_uri=uri)
+    assert not (tmp_path / "x.csv").exists()
+    out = forecast_flow(
+        NAME,
+        str(tmp_path / "latin.csv"),
+        str(tmp_path / "fc.csv"),
+        tracking_uri=uri,
+        encoding="latin-1",
+    )
+    assert out["rows"] == 12 and len(pd.read_csv(tmp_path / "fc.csv")) == 12
+
+
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
