@@ -387,7 +387,7 @@ def training_pipeline(
                 if cfg.registry.serve == "refit"
                 else evaluated
             )
-            served = calibrate(served, bt, trained)  # a quantile model's interval margins
+            served = calibrate(served, bt, trained, series)  # a quantile model's interval margins
             logged = log_model_task(served, series, trained, run)
             version = register_task(trained, logged, run, bt, served, series)
             summary.version, summary.alias = version, registry.CHALLENGER

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -210,17 +211,36 @@ def test_served_intervals_move_by_the_conformal_margin_in_each_series_scale() ->
     series = validate(frame, cfg.data)
     bt_fit = refit(series, cfg, 3, cfg.test_size)
     bt = backtest_model(bt_fit, series, cfg)
-    served = calibrate(bt_fit, bt, cfg)
+    served = calibrate(bt_fit, bt, cfg, series)
     margin = served.meta["conformal"]["0.1"]
     assert margin == conformal.margins(bt.frame, [0.1, 0.5, 0.9])[0.1]
     raw, fc = bt_fit.forecast(series), served.forecast(series)
     np.testing.assert_array_equal(raw["forecast"], fc["forecast"])  # the point is untouched
     for sid, g in series.frame.groupby("unique_id"):
-        scale = seasonal_mae(g["y"].to_numpy(), 7)  # daily data: a weekly season
+        trained_on = g["y"].to_numpy()[: len(g) - cfg.test_size]  # what the model saw
+        scale = seasonal_mae(trained_on, 7)  # daily data: a weekly season
+        assert served.meta["conformal_scale"][sid] == pytest.approx(scale)
         rows = (fc["unique_id"] == sid).to_numpy()
         expect_lo = np.minimum(raw.loc[rows, "q0.1"] - margin * scale, raw.loc[rows, "forecast"])
         np.testing.assert_allclose(fc.loc[rows, "q0.1"], expect_lo, rtol=1e-6)
         expect_hi = np.maximum(raw.loc[rows, "q0.9"] + margin * scale, raw.loc[rows, "forecast"])
         np.testing.assert_allclose(fc.loc[rows, "q0.9"], expect_hi, rtol=1e-6)
-    off = calibrate(bt_fit, bt, with_overrides(cfg, {"eval.conformal": False}))
+    # A caller passing only the last input_size points gets the same intervals around its
+    # forecast: the scale is the training data's, not that of a short tail.
+    tail = dataclasses.replace(series, frame=series.frame.groupby("unique_id").tail(14))
+    short, short_raw = served.forecast(tail), bt_fit.forecast(tail)
+    np.testing.assert_allclose(
+        short["q0.9"] - short["forecast"],
+        np.maximum(
+            short_raw["q0.9"]
+            - short_raw["forecast"]
+            + margin
+            * np.repeat(
+                [served.meta["conformal_scale"][sid] for sid in short["unique_id"].unique()], 7
+            ),
+            0,
+        ),
+        rtol=1e-6,
+    )
+    off = calibrate(bt_fit, bt, with_overrides(cfg, {"eval.conformal": False}), series)
     assert "conformal" not in off.meta  # switched off: the network's own intervals are served

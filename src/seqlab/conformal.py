@@ -10,10 +10,12 @@ seasonal-naive MAE) so that series of any size pool; the interval becomes
 ``n`` such scores. ``m`` is negative when the raw interval was too wide.
 
 The backtest forecasts are out of sample for the model trained before the first cutoff, so they
-are the calibration set of the served model. The backtest itself reports coverage honestly by
-calibrating each window on the others (cross-conformal), and keeps the network's own intervals
-as ``raw_q<level>`` columns (``raw_coverage_<P>`` metrics). Scores pool over series, windows and
-horizon steps (a few windows hold too few points for a margin per step).
+are the calibration set of the served model, which stores the margins and each series' scale over
+its training data (so an interval does not depend on how much history a caller passes). The
+backtest itself reports coverage honestly by calibrating each window on the others
+(cross-conformal), and keeps the network's own intervals as ``raw_q<level>`` columns
+(``raw_coverage_<P>`` metrics). Scores pool over series, windows and horizon steps (a few
+windows hold too few points for a margin per step).
 
 numpy and pandas only.
 """

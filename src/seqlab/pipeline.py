@@ -29,7 +29,7 @@ from seqlab.evaluate import Backtest, backtest, quantile_levels, score_backtest
 from seqlab.inference import forecast_series, model_meta, training_end
 from seqlab.models import EnsembleForecaster, Forecaster, RecurrentForecaster, build_model
 from seqlab.train import Callback, DeviceData, History, fit, seed_everything
-from seqlab.windows import PreparedData, backtest_offsets, prepare
+from seqlab.windows import PreparedData, backtest_offsets, prepare, seasonal_mae
 
 
 def season_for(cfg: PipelineConfig, freq: str) -> int:
@@ -174,12 +174,25 @@ def backtest_model(fitted: FittedModel, series: SeriesData, cfg: PipelineConfig)
     return bt
 
 
-def calibrate(fitted: FittedModel, bt: Backtest, cfg: PipelineConfig) -> FittedModel:
+def calibrate(
+    fitted: FittedModel, bt: Backtest, cfg: PipelineConfig, series: SeriesData
+) -> FittedModel:
     """The model with its intervals' conformal margins, from every backtest window, in its
-    metadata (``conformal``: lower level -> margin in MASE-scale units), which forecasts apply."""
+    metadata, which forecasts apply: ``conformal`` (lower level -> margin in MASE-scale units)
+    and ``conformal_scale`` (each series' scale over the data the model trained on, so a
+    forecast's interval does not depend on how much history its caller passes)."""
     levels = quantile_levels(bt.frame)
     if not (levels and cfg.eval.conformal):
         return fitted
     found = conformal.margins(bt.frame, levels)
-    meta = {**fitted.meta, "conformal": {f"{q:g}": m for q, m in found.items()}}
+    season, ends = int(fitted.meta.get("season", 1)), fitted.meta["training_end"]
+    scales = {}
+    for sid, g in series.frame.groupby("unique_id", sort=False):
+        seen = g.loc[g["ds"] <= pd.Timestamp(ends[str(sid)]), "y"].to_numpy("float64")
+        scales[str(sid)] = seasonal_mae(seen, season)
+    meta = {
+        **fitted.meta,
+        "conformal": {f"{q:g}": m for q, m in found.items()},
+        "conformal_scale": {k: v for k, v in scales.items() if np.isfinite(v)},
+    }
     return dataclasses.replace(fitted, meta=meta)

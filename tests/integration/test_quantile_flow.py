@@ -67,6 +67,7 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     assert meta["seasonality"]["kind"] == "additive"
     assert meta["future_covariates"] == ["promo"] and meta["calendar"] is True
     assert set(meta["conformal"]) == {"0.1"}  # the 80% interval's margin, from the backtest
+    assert set(meta["conformal_scale"]) == {"series_0"}  # in the scale of the data it saw
     data = pd.read_csv(path, parse_dates=["ds"])
     with pytest.raises(DataError, match="lacks future values of promo"):
         serving.predict_checked(model, data.tail(30))
