@@ -224,12 +224,13 @@ def forecast_series(
             fut.append(scaler.transform(block, idx)[:, fidx])
         idxs.append(idx)
         sids.append(str(sid))
-        known_scale = (meta.get("conformal_scale") or {}).get(str(sid))  # from its training
-        scales.append(
-            known_scale
-            if known_scale is not None
-            else seasonal_mae(g["y"].to_numpy("float64"), int(meta.get("season", 1)))
-        )
+        if meta.get("conformal"):  # the series' scale of its calibrated intervals
+            known_scale = (meta.get("conformal_scale") or {}).get(str(sid))  # from training
+            scales.append(
+                known_scale
+                if known_scale is not None
+                else seasonal_mae(g["y"].to_numpy("float64"), int(meta.get("season", 1)))
+            )
         starts.append(g["ds"].iloc[-1] + pd.tseries.frequencies.to_offset(meta["freq"]))
     x, _, ref = model_inputs(
         np.stack(xs).astype(np.float32),

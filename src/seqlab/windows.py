@@ -448,28 +448,22 @@ def prepare(
     def ints(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    settings = dict(
-        future_features=fidx,
-        series_index=series_index,
-        local_norm=local_norm,
-        horizon=horizon,
-        residual=residual,
-        season=season,
-    )
-    x_train, y_train, _ = model_inputs(
-        cat(xs_tr, (input_size, f)),
-        cat(ys_tr, (horizon,)),
-        cat(fu_tr, (horizon, len(fidx))),
-        ints(tr_sid),
-        **settings,  # type: ignore[arg-type]
-    )
-    x_val, y_val, val_base = model_inputs(
-        cat(xs_va, (input_size, f)),
-        cat(ys_va, (horizon,)),
-        cat(fu_va, (horizon, len(fidx))),
-        ints(va_sid),
-        **settings,  # type: ignore[arg-type]
-    )
+    def assemble(xs: list, ys: list, fu: list, sid: list) -> tuple:
+        return model_inputs(
+            cat(xs, (input_size, f)),
+            cat(ys, (horizon,)),
+            cat(fu, (horizon, len(fidx))),
+            ints(sid),
+            future_features=fidx,
+            series_index=series_index,
+            local_norm=local_norm,
+            horizon=horizon,
+            residual=residual,
+            season=season,
+        )
+
+    x_train, y_train, _ = assemble(xs_tr, ys_tr, fu_tr, tr_sid)
+    x_val, y_val, val_base = assemble(xs_va, ys_va, fu_va, va_sid)
     return PreparedData(
         series_ids=sids,
         freq=data.freq,
