@@ -115,7 +115,7 @@ def run_seqlab(
         trained = with_overrides(cfg, tuning.best_params)
         epochs = (tuning.best_epoch or trained.train.max_epochs - 1) + 1
         fitted = refit(series, trained, epochs, holdout=0)
-        fc = fitted.forecast(series).rename(columns={"forecast": "seqlab"})
+        fc = fitted.predict(series).rename(columns={"forecast": "seqlab"})
         seconds = time.perf_counter() - t0
     return fc, seconds
 

@@ -162,8 +162,8 @@ def future_sensitivity(fitted, series) -> float | None:
     known = fitted.known.copy()
     ahead = known["ds"] > history.frame["ds"].max()
     known.loc[ahead, COVARIATES] = known.loc[~ahead, COVARIATES].mean().to_numpy()
-    base = fitted.forecast(history)["forecast"].to_numpy()
-    moved = dataclasses.replace(fitted, known=known).forecast(history)["forecast"].to_numpy()
+    base = fitted.predict(history)["forecast"].to_numpy()
+    moved = dataclasses.replace(fitted, known=known).predict(history)["forecast"].to_numpy()
     return float(np.mean(np.abs(base - moved)))
 
 
@@ -180,12 +180,12 @@ def run_seqlab(
         fitted = refit(series, trained, (tuning.best_epoch or 0) + 1, cfg.test_size)
         bt = backtest_model(fitted, series, trained)
         seconds = time.perf_counter() - t0
-    ff = list(fitted.prepared.future_features)
+    ff = list(fitted.spec.future_features)
     # What each arm was given: none reads y only, past y + 3 inputs, future also their horizon.
     want_features = 1 if arm == "none" else 1 + len(COVARIATES)
-    if fitted.prepared.n_features != want_features or bool(ff) != (arm == "future"):
+    if fitted.spec.n_features != want_features or bool(ff) != (arm == "future"):
         raise AssertionError(
-            f"{arm}: n_features {fitted.prepared.n_features}, future_features {ff}, "
+            f"{arm}: n_features {fitted.spec.n_features}, future_features {ff}, "
             f"known {'set' if fitted.known is not None else 'None'}"
         )
     frame = bt.frame.rename(columns={"model": "seqlab"})
@@ -208,7 +208,7 @@ def run_seqlab(
         "best_epoch": tuning.best_epoch,
         "best_value": tuning.best_value,
         "trial_states": tuning.trial_states,
-        "n_features": fitted.prepared.n_features,
+        "n_features": fitted.spec.n_features,
         "future_features": ff,
         "future_sensitivity": future_sensitivity(fitted, series),
         "cutoffs": [str(c.date()) for c in s["cutoff"]],

@@ -34,9 +34,8 @@ from seqlab.config import (  # noqa: E402
 )
 from seqlab.data import DataError, SeriesData  # noqa: E402
 from seqlab.evaluate import Backtest, plot_backtest  # noqa: E402
-from seqlab.inference import forecast_history, user_frame  # noqa: E402
 from seqlab.pipeline import (  # noqa: E402
-    FittedModel,
+    FittedForecaster,
     backtest_model,
     calibrate,
     ingest,
@@ -113,21 +112,28 @@ def learn_epochs_task(series: SeriesData, cfg: PipelineConfig) -> int:
 
 
 @task(name="refit", cache_policy=NO_CACHE)
-def refit_task(series: SeriesData, cfg: PipelineConfig, epochs: int, holdout: int) -> FittedModel:
-    return refit(series, cfg, epochs, holdout)
+def refit_task(
+    series: SeriesData,
+    cfg: PipelineConfig,
+    holdout: int,
+    epochs: int | None = None,
+    steps: int | None = None,
+) -> FittedForecaster:
+    return refit(series, cfg, epochs, holdout, steps)
 
 
 @task(name="backtest", cache_policy=NO_CACHE)
 def backtest_task(
-    fitted: FittedModel, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
+    fitted: FittedForecaster, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
 ) -> Backtest:
     bt = backtest_model(fitted, series, cfg)
     tracking.log_backtest(run, bt)
     tracking.log_metrics(
         run,
         {
-            "final/epochs": fitted.history.epochs,
-            "final/samples_per_s": fitted.history.samples_per_second,
+            "final/epochs": fitted.epochs,
+            "final/steps": fitted.steps,
+            "final/samples_per_s": fitted.history.samples_per_second if fitted.history else 0.0,
         },
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +153,7 @@ def backtest_task(
 
 @task(name="explain", cache_policy=NO_CACHE)
 def explain_task(
-    fitted: FittedModel,
+    fitted: FittedForecaster,
     series: SeriesData,
     cfg: PipelineConfig,
     run: tracking.RunRef,
@@ -172,19 +178,17 @@ def explain_task(
 
 @task(name="log-model", retries=1, cache_policy=NO_CACHE)
 def log_model_task(
-    fitted: FittedModel, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
+    fitted: FittedForecaster, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
 ) -> serving.LoggedModel:
-    history = user_frame(series, cfg.data)
+    history = fitted.columns.user_frame(series)
     first = (series.frame["unique_id"] == series.frame["unique_id"].iloc[0]).to_numpy()
     example = history[first].tail(cfg.window.input_size).reset_index(drop=True)
     if series.future:  # an input with known-future covariates ends with the horizon's rows
         example = history[first].tail(cfg.window.input_size + cfg.window.horizon)
         example = example.reset_index(drop=True)
         example.loc[cfg.window.input_size :, cfg.data.target] = float("nan")
-    prediction = forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, example)
-    return serving.log_pyfunc(
-        run.client(), run.run_id, fitted.model, fitted.meta, example, prediction
-    )
+    prediction = fitted.predict_frame(example)
+    return serving.log_pyfunc(run.client(), run.run_id, fitted, example, prediction)
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -193,7 +197,7 @@ def register_task(
     logged: serving.LoggedModel,
     run: tracking.RunRef,
     bt: Backtest,
-    served: FittedModel,
+    served: FittedForecaster,
     series: SeriesData,
 ) -> str:
     import json
@@ -202,7 +206,7 @@ def register_task(
     tags.update(
         {f"test/seasonal_naive/{k}": f"{v:.6g}" for k, v in bt.mean["seasonal_naive"].items()}
     )
-    ends = served.meta["training_end"]
+    ends = served.training_end
     tags.update(
         {
             "seqlab.data_digest": series.digest,
@@ -238,8 +242,8 @@ def promote_task(
     if champion_version is not None and champion_version != version:
         try:
             model = serving.load_forecaster(client, name, champion_version)
-            meta = model.unwrap_python_model().meta
-            champion = promotion.score_champion(model, meta, champion_version, series, cfg, bt)
+            loaded = model.unwrap_python_model().forecaster
+            champion = promotion.score_champion(loaded, champion_version, series, cfg, bt)
         except Exception as e:  # noqa: BLE001 - an unloadable champion is kept, with the reason
             champion = promotion.ChampionScores(
                 champion_version, promotion.NOT_COMPARED, error=str(e).splitlines()[0][:300]
@@ -356,7 +360,7 @@ def training_pipeline(
             if tuning.best_epoch is not None
             else learn_epochs_task(series, trained)
         )
-        evaluated = refit_task(series, trained, epochs, cfg.test_size)
+        evaluated = refit_task(series, trained, cfg.test_size, epochs=epochs)
         bt = backtest_task(evaluated, series, trained, run)
         explain_task(evaluated, series, trained, run, tuning)
         summary = RunSummary(
@@ -382,12 +386,12 @@ def training_pipeline(
             **worst_series(bt, series),
         )
         if cfg.registry.register_model:
-            served = (
-                refit_task(series, trained, epochs, 0)
+            served = (  # the judged recipe, for as many optimizer steps, on the whole history
+                refit_task(series, trained, 0, steps=evaluated.steps)
                 if cfg.registry.serve == "refit"
                 else evaluated
             )
-            served = calibrate(served, bt, trained, series)  # a quantile model's interval margins
+            served = calibrate(served, bt, trained, series)  # interval margins from the backtest
             logged = log_model_task(served, series, trained, run)
             version = register_task(trained, logged, run, bt, served, series)
             summary.version, summary.alias = version, registry.CHALLENGER

@@ -17,7 +17,7 @@ from seqlab.config import DataConfig
 from seqlab.data import DataError, load_raw, validate
 from seqlab.errors import TrainingError
 from seqlab.evaluate import backtest
-from seqlab.inference import forecast_history, user_frame
+from seqlab.inference import user_frame
 from seqlab.pipeline import backtest_model, refit
 from seqlab.promotion import decide
 
@@ -69,7 +69,7 @@ def test_a_model_forecasting_non_finite_values_is_refused(tmp_path: Path) -> Non
     series = validate_data(sine_frame(n=90), cfg)
     fitted = refit(series, cfg, 2, cfg.test_size)
     with torch.no_grad():
-        fitted.model.head.bias.fill_(float("inf"))  # as after a diverged update
+        fitted.network.head.bias.fill_(float("inf"))  # as after a diverged update
     with pytest.raises(TrainingError, match="non-finite values .*not registered"):
         backtest_model(fitted, series, cfg)
 
@@ -103,9 +103,9 @@ def test_forecast_applies_the_trained_fill_policy(tmp_path: Path) -> None:
     fitted, series, cfg = fitted_and_series(
         tmp_path, **{"data.series_id": "store", "data.covariates": ["temp"], "data.fill": "ffill"}
     )
-    assert fitted.meta["fill"] == "ffill" and fitted.meta["covariates"] == ["temp"]
+    assert fitted.columns.fill == "ffill" and fitted.columns.covariates == ("temp",)
     history = user_frame(series, cfg.data).drop(index=[50, 51])  # gaps, as in training data
-    out = forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, history)
+    out = fitted.predict_frame(history)
     assert sorted(out["unique_id"].unique()) == ["s0", "s1"] and len(out) == 2 * 7
     assert np.isfinite(out["forecast"]).all()
     last = series.frame.groupby("unique_id")["ds"].max()
@@ -129,4 +129,4 @@ def test_forecast_errors_speak_of_the_model(tmp_path: Path, mutate, fragment) ->
     )
     history = mutate(user_frame(series, cfg.data))
     with pytest.raises(DataError, match=re.escape(fragment)):
-        forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, history)
+        fitted.predict_frame(history)

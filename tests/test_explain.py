@@ -133,18 +133,17 @@ def test_known_future_features_keep_their_horizon_rows_in_their_group() -> None:
 def test_held_out_windows_are_the_backtest_part_in_the_models_input_space(driven, held_out) -> None:
     fitted, series, cfg = driven
     # Same training part as the backtested model: same scaler, same MASE scale.
-    np.testing.assert_allclose(held_out.scaler.loc, fitted.prepared.scaler.loc)
-    np.testing.assert_allclose(held_out.scaler.scale, fitted.prepared.scaler.scale)
-    np.testing.assert_allclose(held_out.mase_scale, fitted.prepared.mase_scale)
+    np.testing.assert_allclose(held_out.scaler.loc, fitted.spec.scaler.loc)
+    np.testing.assert_allclose(held_out.scaler.scale, fitted.spec.scaler.scale)
     assert cfg.test_size == 191 and held_out.x_val.shape == (191, 8, 3)
     # The targets are the last 191 points of the series, in data units.
     np.testing.assert_allclose(held_out.val_target[:, 0], series.frame["y"].to_numpy()[-191:])
     # The last window's forecast is the model's forecast from the history before its target.
     last = explain.subset_windows(held_out, np.array([190]))
-    scored = last.decode_val(explain.predict(fitted.model, last.x_val))[0, 0]
+    scored = last.decode_val(explain.predict(fitted.network, last.x_val))[0, 0]
     before = series.frame.iloc[:-1]
     history = type(series)(before, series.freq, series.covariates, series.digest, series.source)
-    assert scored == pytest.approx(fitted.forecast(history)["forecast"].iloc[0], rel=1e-5)
+    assert scored == pytest.approx(fitted.predict(history)["forecast"].iloc[0], rel=1e-5)
 
 
 def test_sampled_windows_cut_every_per_window_field_alike(held_out) -> None:
@@ -162,7 +161,7 @@ def test_sampled_windows_cut_every_per_window_field_alike(held_out) -> None:
 
 def test_the_driver_ranks_first_and_the_useless_covariate_last(driven, held_out) -> None:
     fitted, series, _ = driven
-    imp = explain.permutation_importance(fitted.model, held_out, series.covariates, seed=0)
+    imp = explain.permutation_importance(fitted.network, held_out, series.covariates, seed=0)
     assert list(imp.columns) == [
         "group",
         "kind",
@@ -182,20 +181,20 @@ def test_the_driver_ranks_first_and_the_useless_covariate_last(driven, held_out)
     assert (imp["std"] >= 0).all() and (imp["n_windows"] == 191).all()
     # The intact score is the model's held-out MASE, in data units.
     assert baseline == pytest.approx(
-        held_out.val_mase(explain.predict(fitted.model, held_out.x_val))
+        held_out.val_mase(explain.predict(fitted.network, held_out.x_val))
     )
 
 
 def test_permutation_importance_is_seeded_and_capped(driven, held_out) -> None:
     fitted, series, _ = driven
-    a = explain.permutation_importance(fitted.model, held_out, series.covariates, 2, 7, 64)
-    b = explain.permutation_importance(fitted.model, held_out, series.covariates, 2, 7, 64)
+    a = explain.permutation_importance(fitted.network, held_out, series.covariates, 2, 7, 64)
+    b = explain.permutation_importance(fitted.network, held_out, series.covariates, 2, 7, 64)
     pd.testing.assert_frame_equal(a, b)
     assert (a["n_windows"] == 64).all()
-    one = explain.permutation_importance(fitted.model, held_out, series.covariates, 1, 7, 64)
+    one = explain.permutation_importance(fitted.network, held_out, series.covariates, 1, 7, 64)
     assert (one["std"] == 0).all()
     with pytest.raises(ValueError, match="n_repeats"):
-        explain.permutation_importance(fitted.model, held_out, n_repeats=0)
+        explain.permutation_importance(fitted.network, held_out, n_repeats=0)
 
 
 # ---------------------------------------------------------------- integrated gradients
@@ -215,7 +214,7 @@ def test_integrated_gradients_of_a_linear_model_are_weight_times_input() -> None
 def test_integrated_gradients_are_complete(driven, held_out) -> None:
     """A smooth model: sum of attributions = output(x) - output(baseline), to float precision."""
     fitted, _, _ = driven
-    model, mode = fitted.model, fitted.model.training
+    model, mode = fitted.network, fitted.network.training
     x = held_out.x_val
     attr, out, base = explain.integrated_gradients(model, x, steps=32)
     assert attr.shape == (191, 8, 3)
@@ -232,9 +231,9 @@ def test_integrated_gradients_of_a_multi_step_lstm_sum_the_horizon(tiny_config) 
     series = validate(sine_frame(n=96, covariate=True), cfg.data)
     fitted = refit(series, cfg, 3, cfg.test_size)
     x = explain.held_out_windows(series, cfg).x_val
-    attr, out, base = explain.integrated_gradients(fitted.model, x, steps=32)
+    attr, out, base = explain.integrated_gradients(fitted.network, x, steps=32)
     assert attr.shape == (len(x), 14, 2) and len(x) == cfg.test_size - 7 + 1
-    np.testing.assert_allclose(out, explain.predict(fitted.model, x).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out, explain.predict(fitted.network, x).sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(attr.sum(axis=(1, 2)), out - base, rtol=1e-4, atol=1e-5)
     # With local_norm=last the target's last step is 0 in every window: nothing to attribute.
     assert np.all(x[:, -1, 0] == 0) and np.all(attr[:, -1, 0] == 0)
@@ -244,7 +243,7 @@ def test_integrated_gradients_of_an_ensembles_median(driven, held_out) -> None:
     """The median of 3 members has kinks where members cross: completeness holds up to the
     quadrature's error there (it shrinks as 1/steps), well under 1% over all windows."""
     _, series, cfg = driven
-    model = refit(series, with_overrides(cfg, {"model.ensemble_size": 3}), 2, cfg.test_size).model
+    model = refit(series, with_overrides(cfg, {"model.ensemble_size": 3}), 2, cfg.test_size).network
     assert type(model).__name__ == "EnsembleForecaster"
     attr, out, base = explain.integrated_gradients(model, held_out.x_val, steps=32)
     np.testing.assert_allclose(out, explain.predict(model, held_out.x_val)[:, 0], rtol=1e-5)
@@ -257,10 +256,10 @@ def test_integrated_gradients_of_an_ensembles_median(driven, held_out) -> None:
 
 def test_attribution_points_at_the_drivers_last_value(driven, held_out) -> None:
     fitted, series, _ = driven
-    attr, _, _ = explain.integrated_gradients(fitted.model, held_out.x_val)
+    attr, _, _ = explain.integrated_gradients(fitted.network, held_out.x_val)
     strength = np.abs(attr).mean(axis=0)  # (lags, features)
     assert np.unravel_index(strength.argmax(), strength.shape) == (7, 1)  # driver at lag 1
-    latest = explain.attribute_latest(fitted.model, held_out, series.covariates)
+    latest = explain.attribute_latest(fitted.network, held_out, series.covariates)
     assert len(latest) == 1 and latest[0].series_id == series.series_ids[0]
     a = latest[0]
     assert a.values.shape == (8, 3) and a.features == ["y", "driver", "noise"]
@@ -301,9 +300,9 @@ def test_a_series_embeddings_index_column_is_neither_permuted_nor_attributed(tmp
     fitted = refit(series, cfg, 5, cfg.test_size)
     held = explain.held_out_windows(series, cfg)
     assert held.x_val.shape[2] == held.n_features + 1
-    imp = explain.permutation_importance(fitted.model, held, series.covariates, n_repeats=2)
+    imp = explain.permutation_importance(fitted.network, held, series.covariates, n_repeats=2)
     assert set(imp["group"]) == {g.name for g in explain.groups_for(held, series.covariates)}
-    attrs = explain.attribute_latest(fitted.model, held, series.covariates)
+    attrs = explain.attribute_latest(fitted.network, held, series.covariates)
     assert len(attrs) == 2 and attrs[0].values.shape[1] == held.n_features
     for a in attrs:  # complete: the baseline keeps each window's own series
         assert abs(a.completeness_gap) < 1e-3 * abs(a.output - a.baseline_output) + 1e-4
@@ -321,11 +320,11 @@ def test_a_known_future_covariate_is_shuffled_with_its_horizon(tmp_path) -> None
     fitted = refit(series, cfg, 30, cfg.test_size)
     held = explain.held_out_windows(series, cfg)
     assert held.x_val.shape == (191, 9, 4)  # 8 lags and the horizon's row
-    imp = explain.permutation_importance(fitted.model, held, series.covariates, n_repeats=3)
+    imp = explain.permutation_importance(fitted.network, held, series.covariates, n_repeats=3)
     assert imp["group"].iloc[-1] == "noise"
     by = imp.set_index("group")["importance"]
-    assert by["promo"] > 0.5 * held.val_mase(explain.predict(fitted.model, held.x_val))
-    (latest,) = explain.attribute_latest(fitted.model, held, series.covariates)
+    assert by["promo"] > 0.5 * held.val_mase(explain.predict(fitted.network, held.x_val))
+    (latest,) = explain.attribute_latest(fitted.network, held, series.covariates)
     assert latest.row_labels()[-2:] == ["lag 1", "+1"] and latest.values.shape == (9, 4)
     assert abs(latest.completeness_gap) < 1e-4 * abs(latest.output - latest.baseline_output) + 1e-5
 
@@ -339,9 +338,9 @@ def _is_png(path: Path) -> bool:
 
 def test_plots_are_written(driven, held_out, tmp_path) -> None:
     fitted, series, _ = driven
-    imp = explain.permutation_importance(fitted.model, held_out, series.covariates, 2)
+    imp = explain.permutation_importance(fitted.network, held_out, series.covariates, 2)
     assert _is_png(explain.plot_importance(imp, tmp_path / "imp.png"))
-    latest = explain.attribute_latest(fitted.model, held_out, series.covariates)
+    latest = explain.attribute_latest(fitted.network, held_out, series.covariates)
     assert _is_png(explain.plot_attribution(latest[0], tmp_path / "sub" / "attr.png"))
 
 

@@ -10,7 +10,8 @@ from conftest import sine_frame
 from seqlab.config import ConfigError, load_config, with_overrides
 from seqlab.data import DataError, validate
 from seqlab.features import calendar_cycles, calendar_features, future_feature_indices
-from seqlab.inference import forecast_history, split_future, user_frame
+from seqlab.forecaster import split_future
+from seqlab.inference import user_frame
 from seqlab.pipeline import backtest_model, prepare_data, refit
 
 
@@ -102,18 +103,16 @@ def test_forecasting_needs_the_future_rows_and_names_the_missing_ones() -> None:
     fitted = refit(series, cfg, 2, 0)
     history = user_frame(series, cfg.data).head(150)
     with pytest.raises(DataError) as err:
-        forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, history)
+        fitted.predict_frame(history)
     msg = str(err.value)
     assert "\n" not in msg and "'series_0' lacks future values of promo" in msg
     assert "2024-05-30" in msg and "4 more" in msg
     future = user_frame(series, cfg.data).iloc[150:157].assign(y=np.nan)
-    fc = forecast_history(
-        fitted.model, fitted.prepared.scaler, fitted.meta, pd.concat([history, future])
-    )
+    fc = fitted.predict_frame(pd.concat([history, future]))
     assert len(fc) == 7 and fc["ds"].iloc[0] == future["ds"].iloc[0]
     partial = pd.concat([history, future.head(4)])
     with pytest.raises(DataError, match="at 2024-06-03, 2024-06-04, 2024-06-05:"):
-        forecast_history(fitted.model, fitted.prepared.scaler, fitted.meta, partial)
+        fitted.predict_frame(partial)
 
 
 def test_split_future_takes_rows_after_the_last_observed_target() -> None:
@@ -150,8 +149,8 @@ def test_series_embedding_windows_carry_the_series_index_and_forecast() -> None:
     np.testing.assert_array_equal(p.x_train[:, 0, -1], p.train_series)  # unscaled indices
     assert (p.x_train[:, :, -1] == p.x_train[:, :1, -1]).all()  # constant over the rows
     fitted = refit(series, cfg, 2, cfg.test_size)
-    assert fitted.meta["hparams"]["series_embedding"] == 3
-    fc = fitted.forecast(series)
+    assert fitted.network.hparams["series_embedding"] == 3
+    fc = fitted.predict(series)
     assert len(fc) == 3 * 7 and fc["forecast"].notna().all()
     with pytest.raises(ConfigError, match="model.series_embedding"):
         promo_config(**{"model.series_embedding": -1})

@@ -9,7 +9,6 @@ import torch
 
 from seqlab.config import with_overrides
 from seqlab.data import SeriesData
-from seqlab.inference import forecast_series
 from seqlab.pipeline import prepare_data, refit
 from seqlab.seasonal import (
     Seasonality,
@@ -143,17 +142,12 @@ def test_forecasts_get_the_indices_of_their_own_dates_back(tiny_config) -> None:
     series = quarterly()
     fitted = refit(series, cfg, 1, holdout=0)
     with torch.no_grad():  # a network that forecasts "no change" in the adjusted series
-        for p in fitted.model.head.parameters():
+        for p in fitted.network.head.parameters():
             p.zero_()
-    idx = fitted.prepared.seasonality.indices[0]
+    idx = fitted.spec.seasonality.indices[0]
     for cut in (0, 1, 2, 3):  # histories ending in each quarter
         frame = series.frame.iloc[: len(series.frame) - cut]
-        fc = forecast_series(
-            fitted.model,
-            fitted.prepared.scaler,
-            fitted.meta,
-            series.__class__(frame.reset_index(drop=True), "QS", [], "d", "t"),
-        )
+        fc = fitted.predict(series.__class__(frame.reset_index(drop=True), "QS", [], "d", "t"))
         quarters = fc["ds"].dt.quarter.to_numpy() - 1  # phase 0 = Q1 (the anchor's quarter)
         level = frame["y"].iloc[-1] / idx[(len(frame) - 1) % 4]
         np.testing.assert_allclose(fc["forecast"].to_numpy(), level * idx[quarters], rtol=1e-5)

@@ -77,21 +77,21 @@ def test_refit_trains_a_fixed_epoch_count_and_keeps_the_last_weights(series) -> 
     assert fitted.history.best_epoch == 3
     # It saw everything before the first backtest cutoff, and says so.
     last_seen = series.frame["ds"].iloc[len(series.frame) - 1 - cfg.test_size]
-    assert fitted.meta["training_end"] == {"series_0": last_seen.isoformat()}
-    assert fitted.meta["epochs"] == 4 and len(fitted.prepared.x_val) == 0
+    assert fitted.training_end == {"series_0": last_seen.isoformat()}
+    assert fitted.epochs == 4 and fitted.holdout == cfg.test_size
 
 
 def test_refit_trains_an_ensemble_from_consecutive_seeds(series) -> None:
     cfg = tiny_cfg(**{"model.ensemble_size": 3})
     fitted = refit(series, cfg, epochs=2, holdout=cfg.test_size)
-    members = fitted.model.members
-    assert len(members) == 3 and fitted.meta["hparams"]["ensemble_size"] == 3
+    members = fitted.network.members
+    assert len(members) == 3 and fitted.network.hparams["ensemble_size"] == 3
     alone = refit(series, tiny_cfg(**{"train.seed": cfg.train.seed + 1}), 2, cfg.test_size)
-    for a, b in zip(members[1].parameters(), alone.model.parameters()):
+    for a, b in zip(members[1].parameters(), alone.network.parameters()):
         torch.testing.assert_close(a, b)  # member 1 is the model of seed + 1
     w0, w1 = (next(m.parameters()) for m in members[:2])
     assert not torch.equal(w0, w1)
-    fc = fitted.forecast(series)
+    fc = fitted.predict(series)
     assert len(fc) == cfg.window.horizon and fc["forecast"].notna().all()
 
 
@@ -212,14 +212,14 @@ def test_served_intervals_move_by_the_conformal_margin_in_each_series_scale() ->
     bt_fit = refit(series, cfg, 3, cfg.test_size)
     bt = backtest_model(bt_fit, series, cfg)
     served = calibrate(bt_fit, bt, cfg, series)
-    margin = served.meta["conformal"]["0.1"]
+    margin = served.intervals.margins[0.1]
     assert margin == conformal.margins(bt.frame, [0.1, 0.5, 0.9])[0.1]
-    raw, fc = bt_fit.forecast(series), served.forecast(series)
+    raw, fc = bt_fit.predict(series), served.predict(series)
     np.testing.assert_array_equal(raw["forecast"], fc["forecast"])  # the point is untouched
     for sid, g in series.frame.groupby("unique_id"):
         trained_on = g["y"].to_numpy()[: len(g) - cfg.test_size]  # what the model saw
         scale = seasonal_mae(trained_on, 7)  # daily data: a weekly season
-        assert served.meta["conformal_scale"][sid] == pytest.approx(scale)
+        assert served.intervals.scales[sid] == pytest.approx(scale)
         rows = (fc["unique_id"] == sid).to_numpy()
         expect_lo = np.minimum(raw.loc[rows, "q0.1"] - margin * scale, raw.loc[rows, "forecast"])
         np.testing.assert_allclose(fc.loc[rows, "q0.1"], expect_lo, rtol=1e-6)
@@ -228,19 +228,17 @@ def test_served_intervals_move_by_the_conformal_margin_in_each_series_scale() ->
     # A caller passing only the last input_size points gets the same intervals around its
     # forecast: the scale is the training data's, not that of a short tail.
     tail = dataclasses.replace(series, frame=series.frame.groupby("unique_id").tail(14))
-    short, short_raw = served.forecast(tail), bt_fit.forecast(tail)
+    short, short_raw = served.predict(tail), bt_fit.predict(tail)
     np.testing.assert_allclose(
         short["q0.9"] - short["forecast"],
         np.maximum(
             short_raw["q0.9"]
             - short_raw["forecast"]
             + margin
-            * np.repeat(
-                [served.meta["conformal_scale"][sid] for sid in short["unique_id"].unique()], 7
-            ),
+            * np.repeat([served.intervals.scales[sid] for sid in short["unique_id"].unique()], 7),
             0,
         ),
         rtol=1e-6,
     )
     off = calibrate(bt_fit, bt, with_overrides(cfg, {"eval.conformal": False}), series)
-    assert "conformal" not in off.meta  # switched off: the network's own intervals are served
+    assert off.intervals is None  # switched off: the network's own intervals are served

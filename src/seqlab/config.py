@@ -230,7 +230,21 @@ class EvalConfig(_Section):
     (conformalized quantile regression, ``seqlab.conformal``), so a P% band holds about P% of
     unseen actuals; the backtest scores each window calibrated on the others and logs the
     network's own coverage as ``raw_coverage_<P>``."""
+    intervals: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+    """Central prediction intervals (coverage in percent) of a point model, from its backtest
+    errors (split conformal, as statsforecast's ``PredictionIntervals``): forecasts carry
+    ``q<level>`` columns (80 -> q0.1, q0.9). ``[]``: none. A quantile model uses its own levels."""
     plot: bool = True
+
+    @field_validator("intervals")
+    @classmethod
+    def _coverages(cls, v: list[float]) -> list[float]:
+        bad = [c for c in v if not 0 < c < 100]
+        if bad:
+            raise ValueError(
+                f"eval.intervals holds coverages in percent strictly between 0 and 100; got {bad}"
+            )
+        return sorted(set(v))
 
 
 class TrackingConfig(_Section):

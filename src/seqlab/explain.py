@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
     from seqlab.config import PipelineConfig
     from seqlab.data import SeriesData
+    from seqlab.forecaster import FittedForecaster
     from seqlab.models import Forecaster
-    from seqlab.pipeline import FittedModel
 
 log = logging.getLogger("seqlab.explain")
 
@@ -595,7 +595,7 @@ def _reason(e: BaseException) -> str:
 
 
 def explain(
-    fitted: FittedModel,
+    fitted: FittedForecaster,
     series: SeriesData,
     cfg: PipelineConfig,
     out_dir: str | Path,
@@ -620,14 +620,14 @@ def explain(
     prepared: PreparedData | None = None
     try:
         prepared = held_out_windows(series, cfg)
-        mine, theirs = prepared.scaler, fitted.prepared.scaler
+        mine, theirs = prepared.scaler, fitted.spec.scaler
         same = mine.series_ids == theirs.series_ids and mine.loc.shape == theirs.loc.shape
         if not same or not (
             np.allclose(mine.loc, theirs.loc) and np.allclose(mine.scale, theirs.scale)
         ):
             raise ValueError(
                 "the model was not trained on the part before the first backtest cutoff "
-                f"(its holdout: {fitted.prepared.holdout}; expected {cfg.test_size})"
+                f"(its holdout: {fitted.holdout}; expected {cfg.test_size})"
             )
     except Exception as e:  # noqa: BLE001 - explanations never fail a run
         result.errors["held_out_windows"] = _reason(e)
@@ -636,7 +636,7 @@ def explain(
     if prepared is not None:
         try:
             imp = permutation_importance(
-                fitted.model, prepared, covs, n_repeats, seed, max_windows, target
+                fitted.network, prepared, covs, n_repeats, seed, max_windows, target
             )
             imp.to_csv(out / "permutation_importance.csv", index=False)
             result.importance = imp
@@ -647,7 +647,7 @@ def explain(
         except Exception as e:  # noqa: BLE001
             result.errors["permutation_importance"] = _reason(e)
         try:
-            attrs = attribute_latest(fitted.model, prepared, covs, max_series, steps, target)
+            attrs = attribute_latest(fitted.network, prepared, covs, max_series, steps, target)
             if not attrs:
                 raise ValueError("no held-out window to attribute")
             path = out / "attribution.json"

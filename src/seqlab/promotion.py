@@ -3,28 +3,35 @@
 1. A challenger whose mean backtest metric does not beat seasonal naive on the same windows is
    registered but never promoted, also when there is no champion yet
    (``registry.require_beat_baseline``).
-2. Champion and challenger are compared on the same backtest cutoffs through one prediction path
-   (:func:`seqlab.inference.forecast_series`, which the served pyfunc runs), and only on cutoffs
-   after the champion's recorded training end. Where the champion saw every window (it was
-   refit on the history the challenger is tested on), its recipe (configuration and epoch
-   count) is retrained on the history before the challenger's first cutoff: recipes are then
-   compared on unseen data. The decision says which was done.
+2. Champion and challenger are compared on exactly the same (series, window) pairs, through one
+   prediction path (:meth:`seqlab.forecaster.FittedForecaster.predict`, which the served pyfunc
+   runs), and only on cutoffs after the champion's recorded training end for that series.
+   Where the champion saw every window (it was refit on the history the challenger is tested
+   on), its recipe (configuration and optimizer steps) is retrained on the history before the
+   challenger's first cutoff: recipes are then compared on unseen data. A pair only one side
+   can forecast is left out, with the reason, in the decision (``promotion/decision.json``). A
+   champion that cannot forecast some series is compared on the rest; a challenger that does
+   not forecast a series the champion does is not promoted automatically.
 3. Ties and NaN keep the champion. Both score vectors and the cutoffs go into the audit trail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from seqlab.config import PipelineConfig, build_config, with_overrides
 from seqlab.data import SeriesData
-from seqlab.evaluate import Backtest, backtest
+from seqlab.evaluate import Backtest, score_backtest
+
+if TYPE_CHECKING:
+    from seqlab.forecaster import FittedForecaster
 
 NO_CHAMPION = "no champion"
 UNSEEN = "champion scored on windows after its training end"
@@ -34,12 +41,15 @@ NOT_COMPARED = "champion could not be scored"
 
 @dataclass(frozen=True)
 class ChampionScores:
-    """The champion's scores on some of the challenger's backtest windows, and how obtained."""
+    """The champion's backtest on the challenger's windows, how it was obtained, and the
+    (series, window) pairs it could not forecast, with the reason."""
 
     version: str
     comparison: str  # UNSEEN | RETRAINED | NOT_COMPARED
     backtest: Backtest | None = None
     error: str | None = None
+    left_out: dict[int, dict[str, str]] = field(default_factory=dict)
+    """window -> series -> why the champion has no forecast there."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class Decision:
     cutoffs: list[str] = field(default_factory=list)
     challenger_scores: list[float] = field(default_factory=list)
     champion_scores: list[float] = field(default_factory=list)
+    series: dict[str, list[str]] = field(default_factory=dict)
+    """window -> the series both sides were scored on there."""
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    """window -> series -> why it was not compared there."""
 
     def figures(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -159,10 +173,33 @@ def decide(
             comparison=NOT_COMPARED,
             **base,
         )
-    windows = champion.backtest.windows
-    mine = challenger.subset(windows)
-    ours, theirs = mine.scores("model", metric), champion.backtest.scores("model", metric)
-    ours_mean, theirs_mean = _mean(ours), _mean(theirs)
+    pairs = common_pairs(challenger, champion)
+    if pairs.blocked:
+        return Decision(
+            False,
+            f"the challenger does not forecast {len(pairs.blocked)} series the champion "
+            f"v{champion.version} does ({', '.join(sorted(pairs.blocked)[:5])}); not promoted "
+            "automatically: promote it by hand if that is intended",
+            champion_version=champion.version,
+            comparison=champion.comparison,
+            series=pairs.series,
+            left_out=pairs.left_out,
+            **base,
+        )
+    if not pairs.series:
+        return Decision(
+            False,
+            f"no (series, window) pair both the challenger and champion v{champion.version} "
+            "forecast; kept the champion, promote manually if intended",
+            champion_version=champion.version,
+            comparison=NOT_COMPARED,
+            left_out=pairs.left_out,
+            **base,
+        )
+    mine, theirs = pairs.challenger, pairs.champion
+    windows = mine.windows
+    ours, theirs_scores = mine.scores("model", metric), theirs.scores("model", metric)
+    ours_mean, theirs_mean = _mean(ours), _mean(theirs_scores)
     fields = dict(
         metric=metric,
         baseline=baseline,
@@ -172,10 +209,15 @@ def decide(
         windows=windows,
         cutoffs=mine.cutoffs,
         challenger_scores=ours,
-        champion_scores=theirs,
+        champion_scores=theirs_scores,
         challenger=ours_mean,
+        series=pairs.series,
+        left_out=pairs.left_out,
     )
-    where = f"on {len(windows)} window(s), {champion.comparison}"
+    n_pairs = sum(len(v) for v in pairs.series.values())
+    where = (
+        f"on {len(windows)} window(s), {n_pairs} (series, window) pair(s), {champion.comparison}"
+    )
     if not (math.isfinite(ours_mean) and math.isfinite(theirs_mean)):
         return Decision(
             False,
@@ -200,6 +242,57 @@ def decide(
     )
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """Both backtests cut to the (series, window) pairs both forecast, and what was left out."""
+
+    challenger: Backtest
+    champion: Backtest
+    series: dict[str, list[str]]
+    left_out: dict[str, dict[str, str]]
+    blocked: set[str]
+    """Series the champion forecasts in some window where the challenger does not."""
+
+
+def _keys(frame: pd.DataFrame) -> set[tuple[str, int]]:
+    pairs = frame[["unique_id", "window"]].drop_duplicates()
+    return {(str(s), int(w)) for s, w in pairs.itertuples(index=False)}
+
+
+def common_pairs(challenger: Backtest, champion: ChampionScores) -> Pairs:
+    """The (series, window) pairs of the champion's windows that both sides forecast."""
+    assert champion.backtest is not None
+    theirs_frame = champion.backtest.frame
+    windows = set(champion.backtest.windows) | set(champion.left_out)
+    mine_frame = challenger.frame[challenger.frame["window"].isin(windows)]
+    mine, theirs = _keys(mine_frame), _keys(theirs_frame)
+    both = mine & theirs
+    left_out: dict[str, dict[str, str]] = {}
+    for sid, w in sorted(mine - theirs):
+        why = champion.left_out.get(w, {}).get(sid, "the champion has no forecast")
+        left_out.setdefault(str(w), {})[sid] = f"champion: {why}"
+    blocked = set()
+    for sid, w in sorted(theirs - mine):
+        left_out.setdefault(str(w), {})[sid] = "challenger: no forecast (too short for it)"
+        blocked.add(sid)
+    series: dict[str, list[str]] = {}
+    for sid, w in sorted(both, key=lambda p: (p[1], p[0])):
+        series.setdefault(str(w), []).append(sid)
+
+    def cut(frame: pd.DataFrame) -> pd.DataFrame:
+        keys = list(zip(frame["unique_id"].astype(str), frame["window"].astype(int)))
+        return frame[[k in both for k in keys]]
+
+    season = champion.backtest.season
+    return Pairs(
+        score_backtest(cut(mine_frame), season) if both else challenger,
+        score_backtest(cut(theirs_frame), season) if both else champion.backtest,
+        series,
+        left_out,
+        blocked,
+    )
+
+
 def unseen_windows(bt: Backtest, trained_until: dict[str, str]) -> list[int]:
     """Windows whose cutoff is at or after the champion's training end, for every series."""
     if not trained_until:
@@ -213,9 +306,9 @@ def unseen_windows(bt: Backtest, trained_until: dict[str, str]) -> list[int]:
     return keep
 
 
-def champion_recipe(meta: dict, cfg: PipelineConfig) -> PipelineConfig:
+def champion_recipe(config: dict, cfg: PipelineConfig) -> PipelineConfig:
     """The champion's configuration, on the challenger's data and evaluation windows."""
-    recipe = build_config(meta["config"])
+    recipe = build_config(config)
     return with_overrides(
         recipe,
         {
@@ -227,45 +320,67 @@ def champion_recipe(meta: dict, cfg: PipelineConfig) -> PipelineConfig:
 
 
 def score_champion(
-    forecaster: Any,
-    meta: dict,
+    champion: FittedForecaster,
     version: str,
     series: SeriesData,
     cfg: PipelineConfig,
     challenger: Backtest,
 ) -> ChampionScores:
-    """Score a champion (a loaded pyfunc and its metadata) against the challenger's backtest."""
-    from seqlab.inference import data_config, user_frame, with_future_rows
-    from seqlab.pipeline import backtest_offsets_for, learn_epochs, refit, season_for
+    """Score a champion (the loaded model) on the challenger's backtest windows, through its own
+    prediction path: on the (series, window) pairs after its training end, else its recipe
+    retrained before the challenger's first cutoff. Pairs it cannot forecast are left out with
+    the reason; only a champion that cannot be scored at all is ``NOT_COMPARED``."""
+    from seqlab.pipeline import backtest_offsets_for, refit, season_for
 
     horizon = cfg.window.horizon
-    if int(meta.get("horizon", -1)) != horizon:
+    if champion.horizon != horizon:
         return ChampionScores(
             version,
             NOT_COMPARED,
-            error=f"it forecasts {meta.get('horizon')} steps, the challenger {horizon}",
+            error=f"it forecasts {champion.horizon} steps, the challenger {horizon}",
         )
     offsets = backtest_offsets_for(cfg)
     season = season_for(cfg, series.freq)
-    unseen = unseen_windows(challenger, meta.get("training_end") or {})
     try:
+        unseen = unseen_pairs(challenger, champion.training_end)
         if unseen:
-            dcfg = data_config(meta)
-
-            def predict(history: SeriesData) -> pd.DataFrame:
-                if meta.get("future_covariates"):  # its known-future inputs, from the data
-                    return forecaster.predict(with_future_rows(history, series, horizon, dcfg))
-                return forecaster.predict(user_frame(history, dcfg))
-
-            bt = backtest(
-                series, [offsets[k] for k in unseen], horizon, season, predict, labels=unseen
+            windows = sorted({w for _, w in unseen})
+            scored = dataclasses.replace(champion, known=series.frame)
+            left_out = _cannot_forecast(scored, series, offsets, windows)
+            frame = scored.cross_validation(
+                series, [offsets[k] for k in windows], season, labels=windows
             )
-            return ChampionScores(version, UNSEEN, bt)
-        recipe = champion_recipe(meta, cfg)
-        epochs = int(meta.get("epochs") or learn_epochs(series, recipe))
-        fitted = refit(series, recipe, epochs, holdout=cfg.test_size)
-        bt = backtest(series, offsets, horizon, season, fitted.forecast)
-        return ChampionScores(version, RETRAINED, bt)
+            seen = [
+                (str(s), int(w)) not in unseen for s, w in zip(frame["unique_id"], frame["window"])
+            ]
+            for (sid, w), _ in frame[seen].groupby(["unique_id", "window"]):
+                left_out.setdefault(int(w), {})[str(sid)] = "trained past this cutoff"
+            frame = frame[[not x for x in seen]]
+            return ChampionScores(version, UNSEEN, score_backtest(frame, season), left_out=left_out)
+        recipe = champion_recipe(champion.config, cfg)
+        fitted = refit(series, recipe, holdout=cfg.test_size, steps=champion.steps)
+        windows = list(range(len(offsets)))
+        left_out = _cannot_forecast(fitted, series, offsets, windows)
+        frame = fitted.cross_validation(series, offsets, season)
+        return ChampionScores(version, RETRAINED, score_backtest(frame, season), left_out=left_out)
     except Exception as e:  # an incompatible champion (columns, config of an older release)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return ChampionScores(version, NOT_COMPARED, error=first[:300])
+
+
+def unseen_pairs(bt: Backtest, trained_until: dict[str, str]) -> set[tuple[str, int]]:
+    """(series, window) pairs of a backtest whose cutoff is at or after the model's training
+    end for that series (a series it never trained on has none)."""
+    ends = {sid: pd.Timestamp(ts) for sid, ts in trained_until.items()}
+    out = set()
+    cuts = bt.frame.groupby(["unique_id", "window"], sort=False)["cutoff"].first()
+    for (sid, window), cutoff in cuts.items():
+        if str(sid) in ends and pd.Timestamp(cutoff) >= ends[str(sid)]:
+            out.add((str(sid), int(window)))
+    return out
+
+
+def _cannot_forecast(
+    model: FittedForecaster, series: SeriesData, offsets: list[int], windows: list[int]
+) -> dict[int, dict[str, str]]:
+    return {w: why for w in windows if (why := model.can_forecast(series, offsets[w]))}

@@ -1,8 +1,8 @@
 """The served model: an MLflow pyfunc bundling weights, scaler and metadata; forecast I/O.
 
-``predict(history)`` runs :func:`seqlab.inference.forecast_history`, the same prediction path
-the backtest and the promotion gate use. The model carries seqlab's own code, so it loads where
-seqlab is not installed.
+``predict(history)`` runs :meth:`seqlab.forecaster.FittedForecaster.predict_frame`, the same
+prediction path the backtest and the promotion gate use. The model carries seqlab's own code, so
+it loads where seqlab is not installed.
 """
 
 from __future__ import annotations
@@ -20,33 +20,29 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqlab.data import DataError
-from seqlab.inference import forecast_history
-from seqlab.models import Forecaster, from_hparams
+from seqlab.forecaster import FittedForecaster
 from seqlab.registry import RegistryError
-from seqlab.windows import Scaler
 
 
 class SeqlabForecaster(mlflow.pyfunc.PythonModel):
-    """``predict(history)`` -> the next ``horizon`` steps of each series in ``history``.
+    """``predict(history)`` -> the next ``horizon`` steps of each series in ``history``, through
+    :meth:`seqlab.forecaster.FittedForecaster.predict_frame`, the path the backtest and the gate
+    score.
 
     ``history`` is long format with the training data's columns (time, target, optional series
     id and covariates) and at least ``input_size`` regular steps per series.
     """
 
     def load_context(self, context: Any) -> None:
-        import torch
-
-        self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
-        self.scaler = Scaler.from_dict(self.meta["scaler"])
-        self.model = from_hparams(self.meta["hparams"])
-        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state)
-        self.model.eval()
+        self.forecaster = FittedForecaster.load(
+            context.artifacts["weights"], context.artifacts["meta"]
+        )
+        self.meta = self.forecaster.meta()
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        return forecast_history(self.model, self.scaler, self.meta, model_input)
+        return self.forecaster.predict_frame(model_input)
 
 
 def pip_requirements() -> list[str]:
@@ -83,8 +79,7 @@ class LoggedModel:
 def log_pyfunc(
     client: MlflowClient,
     run_id: str,
-    model: Forecaster,
-    meta: dict,
+    fitted: FittedForecaster,
     example: pd.DataFrame,
     prediction: pd.DataFrame,
 ) -> LoggedModel:
@@ -94,16 +89,12 @@ def log_pyfunc(
     logged-model API and linked to the run as its output: no process-wide tracking URI and no
     fluent active run are involved.
     """
-    import torch
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import infer_signature
 
     run = client.get_run(run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp, "weights.pt")
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-        meta_path = Path(tmp, "meta.json")
-        meta_path.write_text(json.dumps(meta, indent=1))
+        weights, meta_path = fitted.save(Path(tmp, "files"))
         from mlflow.tracking.context.registry import resolve_tags
 
         logged = client.create_logged_model(
@@ -185,9 +176,9 @@ def predict_checked(model: mlflow.pyfunc.PyFuncModel, history: pd.DataFrame) -> 
     frequency or length at fault) instead of MLflow's schema enforcement, which would reject,
     say, an integer target column that seqlab reads as float."""
     inner = model.unwrap_python_model()
-    if getattr(inner, "meta", None) is None:  # not a seqlab model
+    if getattr(inner, "forecaster", None) is None:  # not a seqlab model
         return model.predict(history)
-    return forecast_history(inner.model, inner.scaler, inner.meta, history)
+    return inner.forecaster.predict_frame(history)
 
 
 def write_frame(frame: pd.DataFrame, output: str) -> str:

@@ -54,6 +54,10 @@ class History:
     device: str = "cpu"
     precision: str = "fp32"
     gpu_mem_peak_mb: float | None = None
+    steps: int = 0
+    """Optimizer steps taken: what a refit repeats, so it trains as long as the fit it repeats."""
+    best_steps: int = 0
+    """Optimizer steps up to the end of ``best_epoch``."""
 
     @property
     def epochs(self) -> int:
@@ -66,53 +70,20 @@ class History:
 
 @dataclass
 class ValScorer:
-    """Mean MASE of validation forecasts in the data's units, computed on the device.
+    """Mean MASE of validation forecasts in the data's units, decoded by the fit's own
+    :class:`~seqlab.spec.FeatureSpec` (``PreparedData.val_mase``): the decoder every forecast
+    uses, so early stopping and tuning score exactly what the backtest and the served model
+    would. One (N_val, H) copy to the host per epoch: small beside the epoch's training."""
 
-    Decoding (local reference, scaler, transform) is a few element-wise ops, so scoring every
-    epoch costs no host round trip beyond the epoch's one sync.
-    """
-
-    ref: torch.Tensor  # (N, H) baseline added back to forecasts, scaled units
-    loc: torch.Tensor  # (N, 1) target scaler location of each window's series
-    scale: torch.Tensor  # (N, 1)
-    inv_mase: torch.Tensor  # (N, 1) 1 / seasonal-naive MAE of the series' training part
-    target: torch.Tensor  # (N, H) raw values
-    log: bool
-    season_mul: torch.Tensor | None = None  # (N, H) seasonal indices put back by multiplying
-    season_add: torch.Tensor | None = None  # (N, H) ... or by adding
+    prepared: PreparedData
 
     @classmethod
     def from_prepared(cls, p: PreparedData, device: torch.device) -> ValScorer:
-        def col(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(a, dtype=np.float32)[:, None], device=device)
-
-        idx = p.val_series
-        mul = add = None
-        s = p.seasonality
-        if s is not None and s.kind != "none" and p.val_phases is not None and len(idx):
-            f = torch.as_tensor(s.factors(idx, p.val_phases), dtype=torch.float32, device=device)
-            mul, add = (f, None) if s.kind == "multiplicative" else (None, f)
-        return cls(
-            torch.as_tensor(p.val_ref, dtype=torch.float32, device=device),
-            col(p.scaler.loc[idx, 0]),
-            col(p.scaler.scale[idx, 0]),
-            col(1.0 / p.mase_scale[idx]),
-            torch.as_tensor(p.val_target, dtype=torch.float32, device=device),
-            p.transform == "log",
-            mul,
-            add,
-        )
+        return cls(p)
 
     def __call__(self, pred: torch.Tensor) -> torch.Tensor:
-        values = (pred.float() + self.ref) * self.scale + self.loc  # (N, H)
-        if self.season_mul is not None:
-            values = values * self.season_mul
-        if self.season_add is not None:
-            values = values + self.season_add
-        if self.log:
-            values = torch.exp(values)
-        per_window = (values - self.target).abs().mean(dim=1, keepdim=True) * self.inv_mase
-        return torch.nanmean(per_window)
+        score = self.prepared.val_mase(pred.detach().float().cpu().numpy().astype("float64"))
+        return torch.tensor(score, dtype=torch.float32, device=pred.device)
 
 
 @dataclass
@@ -241,15 +212,18 @@ def train_epoch(
     precision: str,
     generator: torch.Generator | None = None,
     order: torch.Tensor | None = None,
+    max_batches: int | None = None,
 ) -> torch.Tensor:
-    """One pass over on-device batches in ``order`` (default: every window, shuffled); returns
-    the mean loss as a 0-d device tensor."""
+    """One pass over on-device batches in ``order`` (default: every window, shuffled), or its
+    first ``max_batches`` batches; returns the mean loss as a 0-d device tensor."""
     model.train()
     perm = (
         order
         if order is not None
         else torch.randperm(x.shape[0], device=x.device, generator=generator)
     )
+    if max_batches is not None:
+        perm = perm[: max_batches * batch_size]
     n = perm.shape[0]
     total = torch.zeros((), device=x.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -345,12 +319,15 @@ def fit(
     data: DeviceData | PreparedData,
     cfg: TrainConfig,
     callbacks: Sequence[Callback] | Iterable[Callback] = (),
+    max_steps: int | None = None,
 ) -> History:
     """Train ``model`` with early stopping on the validation score; the best weights are restored.
 
     The score is validation MASE in the data's units when ``data`` can decode forecasts (see
     :class:`ValScorer`), else validation loss. Without validation windows, ``cfg.max_epochs``
     epochs are run and the last weights kept (a refit for an epoch count learnt earlier).
+    ``max_steps``: stop after that many optimizer steps (a refit that repeats another fit's
+    length on more data), the last epoch cut short if need be.
 
     Raises :class:`NonFiniteLossError` when a loss becomes NaN/inf, and whatever a callback
     raises (``optuna.TrialPruned`` from the pruning callback, for instance).
@@ -381,7 +358,9 @@ def fit(
     for cb in callbacks:
         cb.on_fit_start(model, {"device": str(device), "precision": precision})
     t0 = time.perf_counter()
-    for epoch in range(cfg.max_epochs):
+    for epoch in range(cfg.max_epochs if max_steps is None else 2**31):
+        if max_steps is not None and hist.steps >= max_steps:
+            break
         order = None
         if (
             cfg.windows_per_epoch is not None
@@ -400,7 +379,13 @@ def fit(
             precision,
             generator,
             order,
+            None if max_steps is None else max_steps - hist.steps,
         )
+        n_windows = int(order.shape[0] if order is not None else data.x_train.shape[0])
+        batches = -(-n_windows // cfg.batch_size)
+        if max_steps is not None and batches == 0:
+            break  # no training window: no step can ever be taken
+        hist.steps += batches if max_steps is None else min(batches, max_steps - hist.steps)
         if has_val:
             va, sc = eval_loss(
                 model,
@@ -429,6 +414,7 @@ def fit(
         # epoch's weights are the result; otherwise the best epoch's.
         if not has_val or sc_f < hist.best_score:
             hist.best_score, hist.best_val_loss, hist.best_epoch = sc_f, va_f, epoch
+            hist.best_steps = hist.steps
             if has_val:
                 best_state = copy.deepcopy(model.state_dict())
             bad_epochs = 0

@@ -18,14 +18,16 @@ Scalers see only the training part of the fit they belong to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data import SeriesData
-from seqlab.features import calendar_features, future_feature_indices
 from seqlab.seasonal import Kind, Seasonality, fit_seasonality
+
+if TYPE_CHECKING:
+    from seqlab.spec import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -276,25 +278,19 @@ def seasonal_mae(train: np.ndarray, season: int) -> float:
 
 @dataclass
 class PreparedData:
-    """The windows of one fit, as float32 arrays, and what decodes validation forecasts.
+    """The windows of one fit, as float32 arrays, its :class:`~seqlab.spec.FeatureSpec`, and
+    what scores validation forecasts.
 
-    Validation forecasts are decoded to the data's units and scored with MASE
-    (``val_target`` raw, ``val_ref`` the local reference, ``mase_scale`` per series), so that
-    trials with different losses, scalers or transforms are compared on one scale.
+    Validation forecasts are decoded to the data's units through the spec and scored with MASE
+    (``val_target`` raw, ``val_ref`` the baseline, ``mase_scale`` per series), so that trials with
+    different losses, scalers or transforms are compared on one scale.
     """
 
-    series_ids: list[str]
-    freq: str
-    input_size: int
-    horizon: int
-    n_features: int
-    scaler: Scaler
-    transform: str
-    local_norm: str
+    spec: FeatureSpec
     holdout: int
-    x_train: np.ndarray  # (N_train, L, F) scaled
+    x_train: np.ndarray  # (N_train, R, F') network inputs
     y_train: np.ndarray  # (N_train, H) scaled
-    x_val: np.ndarray  # (N_val, L, F) scaled
+    x_val: np.ndarray  # (N_val, R, F')
     y_val: np.ndarray  # (N_val, H) scaled
     train_series: np.ndarray  # (N_train,) series index of each training window
     val_series: np.ndarray  # (N_val,) series index of each validation window
@@ -303,29 +299,29 @@ class PreparedData:
     mase_scale: np.ndarray  # (S,) seasonal-naive MAE of each series' training part
     skipped: list[str] = field(default_factory=list)
     """Series too short for this fit (no window): they neither train nor validate it."""
-    residual: str = "none"
-    season: int = 1
-    pad: bool = False
-    seasonality: Seasonality | None = None
-    """Seasonal indices removed before scaling (``window.deseasonalize``), else ``None``."""
     val_phases: np.ndarray | None = None
-    """(N_val, H) phase of each validation target point, to put the indices back."""
-    series_index: bool = False
-    """``x_*`` end with a column of each window's series index (``model.series_embedding``)."""
-    future_features: list[int] = field(default_factory=list)
-    """Input features known for the horizon: ``x_*`` then hold ``input_size + horizon`` rows."""
-    n_calendar: int = 0
+    """(N_val, H) phase of each validation target point, to put the seasonal indices back."""
+
+    # The spec's fields, read where a fit's windows are used.
+    series_ids = property(lambda self: list(self.spec.series_ids))
+    freq = property(lambda self: self.spec.freq)
+    input_size = property(lambda self: self.spec.input_size)
+    horizon = property(lambda self: self.spec.horizon)
+    n_features = property(lambda self: self.spec.n_features)
+    scaler = property(lambda self: self.spec.scaler)
+    transform = property(lambda self: self.spec.transform)
+    local_norm = property(lambda self: self.spec.local_norm)
+    residual = property(lambda self: self.spec.residual)
+    season = property(lambda self: self.spec.season)
+    pad = property(lambda self: self.spec.pad)
+    seasonality = property(lambda self: self.spec.seasonality)
+    series_index = property(lambda self: self.spec.series_index)
+    future_features = property(lambda self: self.spec.future_features)
+    n_calendar = property(lambda self: self.spec.n_calendar)
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
-        return decode_forecasts(
-            scaled,
-            self.val_ref,
-            self.scaler,
-            self.val_series,
-            self.transform,
-            self.seasonality,
-            self.val_phases,
-        )
+        """Network outputs on ``x_val`` (N_val, H) in the data's units: the one decoder."""
+        return self.spec.decode(scaled, self.val_ref, self.val_series, self.val_phases)
 
     def val_mase(self, scaled: np.ndarray) -> float:
         """Mean MASE of validation forecasts (model outputs on ``x_val``), in data units."""
@@ -361,39 +357,41 @@ def prepare(
     advance (``data.future_covariates``, and calendar features with ``calendar``) are also
     appended for each window's horizon (:func:`append_future`). ``series_index``: a last input
     column holds each window's series index (for a series embedding), unscaled.
+
+    Every series is encoded by the fitted :class:`~seqlab.spec.FeatureSpec`, the object that
+    forecasts encode through as well.
     """
+    from seqlab.spec import FeatureSpec, raw_features
+
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
-    groups, anchors = [], []
-    n_calendar = 0
+    sids, raws, anchors = [], [], []
     for sid, g in data.frame.groupby("unique_id", sort=False):
-        values = g[["y", *data.covariates]].to_numpy("float64", copy=True)
-        if calendar:
-            cal = calendar_features(g["ds"], data.freq)
-            n_calendar = cal.shape[1]
-            values = np.hstack([values, cal])
-        raw = values[:, 0].copy()
-        values[:, 0] = apply_transform(values[:, 0], transform)
-        groups.append((str(sid), values, raw))
+        sids.append(str(sid))
+        raws.append(raw_features(g, data.freq, data.covariates, calendar))
         anchors.append(g["ds"].iloc[0])
-    sids = [sid for sid, _, _ in groups]
-    ends = [len(v) - holdout for _, v, _ in groups]
+    n_calendar = raws[0].shape[1] - 1 - len(data.covariates) if raws else 0
+    ends = [len(v) - holdout for v in raws]
+    # What the scaler and the seasonal indices are fitted on: each series before its holdout.
+    fitted_on = [v.copy() for v in raws]
+    for v in fitted_on:
+        v[:, 0] = apply_transform(v[:, 0], transform)
     seasonality = None
     if deseasonalize != "none":
         seasonality = fit_seasonality(
-            [v[: max(end, 0), 0] for (_, v, _), end in zip(groups, ends)],
+            [v[: max(end, 0), 0] for v, end in zip(fitted_on, ends)],
             sids,
             anchors,
             season,
             deseasonalize,
             data.freq,
         )
-        for i, (_, v, _) in enumerate(groups):
+        for i, v in enumerate(fitted_on):
             v[:, 0] = seasonality.remove(v[:, 0], i, np.arange(len(v)))
     min_input = 1 if pad else input_size
     usable = [end >= min_input + horizon for end in ends]
     if not any(usable):
-        longest = max(len(v) for _, v, _ in groups)
+        longest = max(len(v) for v in raws)
         what = "1 observed point" if pad else "input_size"
         raise ValueError(
             f"no series is long enough for this fit: the longest has {longest} points; it needs "
@@ -402,19 +400,38 @@ def prepare(
     # A series too short to train still gets a scaler (it is forecast later): fitted on what
     # it has before the holdout, or on its first point.
     scaler = fit_scaler(
-        [v[: max(end, 1)] for (_, v, _), end in zip(groups, ends)], sids, scaler_kind, season
+        [v[: max(end, 1)] for v, end in zip(fitted_on, ends)], sids, scaler_kind, season
+    )
+    spec = FeatureSpec(
+        series_ids=tuple(sids),
+        freq=data.freq,
+        input_size=input_size,
+        horizon=horizon,
+        covariates=tuple(data.covariates),
+        future_covariates=tuple(c for c in data.covariates if c in set(data.future)),
+        calendar=calendar,
+        n_calendar=n_calendar,
+        transform=transform,
+        scaler=scaler,
+        seasonality=seasonality,
+        local_norm=local_norm,
+        residual=residual,
+        season=season,
+        pad=pad,
+        series_index=series_index,
     )
     lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
     xs_tr, ys_tr, tr_sid, xs_va, ys_va, va_sid, va_raw = [], [], [], [], [], [], []
     va_phase: list[np.ndarray] = []
-    fidx = future_feature_indices(data.covariates, data.future, n_calendar)
+    fidx = spec.future_features
     fu_tr: list[np.ndarray] = []
     fu_va: list[np.ndarray] = []
-    for i, ((_, v, raw), end) in enumerate(zip(groups, ends)):
+    for i, (v, end) in enumerate(zip(raws, ends)):
         if not usable[i]:
             continue
-        scaled = scaler.transform(v, i)
+        raw = v[:, 0]
+        scaled = spec.encode(v, i, np.arange(len(v)))
         if lead:
             scaled = np.vstack([np.repeat(scaled[:1], lead, axis=0), scaled])
         first_target = lead + 1 if pad else 0
@@ -438,7 +455,7 @@ def prepare(
             )
             va_phase.append((starts - lead)[:, None] + np.arange(horizon)[None, :])
 
-    f = 1 + len(data.covariates) + n_calendar
+    f = spec.n_features
 
     def cat(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         if not parts:
@@ -449,30 +466,17 @@ def prepare(
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def assemble(xs: list, ys: list, fu: list, sid: list) -> tuple:
-        return model_inputs(
+        return spec.network_inputs(
             cat(xs, (input_size, f)),
             cat(ys, (horizon,)),
             cat(fu, (horizon, len(fidx))),
             ints(sid),
-            future_features=fidx,
-            series_index=series_index,
-            local_norm=local_norm,
-            horizon=horizon,
-            residual=residual,
-            season=season,
         )
 
     x_train, y_train, _ = assemble(xs_tr, ys_tr, fu_tr, tr_sid)
     x_val, y_val, val_base = assemble(xs_va, ys_va, fu_va, va_sid)
     return PreparedData(
-        series_ids=sids,
-        freq=data.freq,
-        input_size=input_size,
-        horizon=horizon,
-        n_features=f,
-        scaler=scaler,
-        transform=transform,
-        local_norm=local_norm,
+        spec=spec,
         holdout=holdout,
         x_train=np.ascontiguousarray(x_train),
         y_train=np.ascontiguousarray(y_train),  # type: ignore[arg-type]
@@ -482,17 +486,8 @@ def prepare(
         val_series=ints(va_sid),
         val_ref=val_base.astype("float64"),
         val_target=np.concatenate(va_raw) if va_raw else np.empty((0, horizon)),
-        mase_scale=np.array(
-            [seasonal_mae(raw[:end], season) for (_, _, raw), end in zip(groups, ends)]
-        ),
+        mase_scale=np.array([seasonal_mae(v[: max(e, 0), 0], season) for v, e in zip(raws, ends)]),
         skipped=[sid for sid, ok in zip(sids, usable) if not ok],
-        residual=residual,
-        season=season,
-        pad=pad,
-        seasonality=seasonality,
-        future_features=fidx,
-        n_calendar=n_calendar,
-        series_index=series_index,
         val_phases=(
             np.concatenate(va_phase).astype(np.int64)
             if va_phase
