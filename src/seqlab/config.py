@@ -179,9 +179,10 @@ class TuneConfig(_Section):
     """Any Optuna storage URL, or a path ending in ``.log`` for a journal file."""
     study_name: str | None = None
     """Base name, defaulting to the experiment's. The study used is ``<base>-<fingerprint>``: the
-    fingerprint covers the data digest and every setting that changes what a trial computes, so
-    new data or another search space starts a new study (warm-started with the last best
-    parameters) instead of reusing trials scored on something else."""
+    fingerprint covers the data digest, every setting that changes what a trial computes and
+    seqlab's version, so new data, another search space or an upgrade starts a new study
+    (warm-started with the last best parameters) instead of reusing trials scored on something
+    else."""
     sampler_seed: int | None = 42
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(30, ge=0)
