@@ -166,6 +166,39 @@ DEFAULT_SEARCH_SPACE: dict[str, ParamSpec] = {
 }
 
 
+# The keys a search space may name: each one works in a study (tests/test_search_keys.py runs
+# them all). Left out, and refused when the config is read: keys that change the task or what
+# validation measures (horizon, val_size, quantiles, eval.*), the data read once before the
+# trials (data.*), where and how fast trials run (device, precision, threads, tune.*), and what
+# happens after tuning (tracking.*, registry.*, ensemble_size).
+SEARCHABLE_KEYS: tuple[str, ...] = (
+    "window.input_size",
+    "window.stride",
+    "window.scaler",
+    "window.transform",
+    "window.local_norm",
+    "window.residual",
+    "window.calendar",
+    "window.deseasonalize",
+    "window.pad",
+    "model.cell",
+    "model.hidden_size",
+    "model.num_layers",
+    "model.dropout",
+    "model.series_embedding",
+    "train.optimizer",
+    "train.lr",
+    "train.weight_decay",
+    "train.batch_size",
+    "train.max_epochs",
+    "train.patience",
+    "train.grad_clip",
+    "train.loss",
+    "train.windows_per_epoch",
+    "train.seed",
+)
+
+
 def _default_space() -> dict[str, ParamSpec]:
     return {key: spec.model_copy() for key, spec in DEFAULT_SEARCH_SPACE.items()}
 
@@ -209,6 +242,12 @@ class TuneConfig(_Section):
             raise ValueError(
                 "model.ensemble_size cannot be searched (trials train one member; a larger "
                 "ensemble only costs more time): set it directly, e.g. model.ensemble_size=5"
+            )
+        refused = [key for key in v if key not in SEARCHABLE_KEYS]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be searched: set it directly, or search only "
+                f"these searchable keys: {', '.join(SEARCHABLE_KEYS)}"
             )
         return v
 
