@@ -328,6 +328,20 @@ class PipelineConfig(_Section):
         return v
 
     @model_validator(mode="after")
+    def _validation_windows(self) -> PipelineConfig:
+        # A validation target lies wholly inside the validation part: with fewer points than the
+        # horizon there is no validation window, and tuning and early stopping would silently
+        # score the training loss instead.
+        w = self.window
+        if w.val_size is not None and w.val_size < w.horizon:
+            raise ValueError(
+                f"window.val_size ({w.val_size}) is below window.horizon ({w.horizon}), which "
+                f"leaves no validation window: set window.val_size to at least {w.horizon}, or "
+                "null (the horizon)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _quantiles_and_loss(self) -> PipelineConfig:
         q = self.model.quantiles
         if q is not None:
