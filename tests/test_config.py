@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_tiny_config
 from seqlab.config import (
     ConfigError,
     PipelineConfig,
@@ -12,6 +13,7 @@ from seqlab.config import (
     parse_override_args,
     with_overrides,
 )
+from seqlab.pipeline import ingest, prepare_data, validate_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,3 +197,43 @@ def test_quantile_settings_are_checked_together(overrides: list[str], fragment: 
         load_config(None, overrides)
     ok = load_config(None, ["model.quantiles=[0.1, 0.5, 0.9]", "train.loss=pinball"])
     assert ok.model.quantiles == [0.1, 0.5, 0.9]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["window.val_size=5"],  # horizon 12
+        ["window.horizon=6", "window.val_size=1"],
+        ["window.val_size=11", "tune.n_trials=0", "train.patience=null"],
+    ],
+)
+def test_a_validation_part_shorter_than_the_horizon_is_refused(overrides: list[str]) -> None:
+    # It holds no validation window: tuning and early stopping would score the training loss.
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "window.val_size" in message and "window.horizon" in message
+    assert "set window.val_size to at least" in message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["window.val_size=12"],
+        ["window.val_size=30"],
+        ["window.horizon=6", "window.val_size=null"],
+        ["tune.n_trials=0", "train.patience=null"],
+        ["tune.n_trials=0", "window.val_size=12"],
+    ],
+)
+def test_a_validation_part_of_at_least_the_horizon_loads(overrides: list[str]) -> None:
+    cfg = load_config(None, overrides)
+    assert cfg.val_size >= cfg.window.horizon
+
+
+def test_the_tiny_config_validates_on_at_least_one_window_per_series(tmp_path: Path) -> None:
+    cfg = make_tiny_config(tmp_path, **{"window.val_size": 7})  # == horizon: one window
+    prepared = prepare_data(validate_data(ingest(cfg), cfg), cfg)
+    assert len(prepared.x_val) == 1

@@ -57,8 +57,57 @@ def test_ensemble_forecasts_the_median_of_its_members() -> None:
     out = ens(torch.randn(5, 6, 1))
     torch.testing.assert_close(out, torch.tensor([[1.0, 1.0, 10.0]]).expand(5, 3))
     assert ens.hparams["ensemble_size"] == 3
-    two = EnsembleForecaster(members[:2])(torch.randn(2, 6, 1))  # two members: their mean
-    torch.testing.assert_close(two, torch.tensor([[0.5, 0.5, 5.0]]).expand(2, 3))
+    two = EnsembleForecaster(members[:2])(torch.randn(2, 6, 1))  # two: the lower, not the mean
+    torch.testing.assert_close(two, torch.tensor([[0.0, 0.0, 0.0]]).expand(2, 3))
+
+
+class _Levels(RecurrentForecaster):
+    """A member forecasting exp of what its parent class forecasts (a log model decoded)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(super().forward(x))
+
+
+def _members(k: int, cls: type = RecurrentForecaster, **kwargs) -> list:
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        out.append(cls(1, 3, "gru", hidden_size=4, **kwargs).eval())
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_the_ensemble_median_is_one_member_at_every_point(k: int) -> None:
+    members = _members(k)
+    x = torch.randn(16, 6, 1)
+    with torch.no_grad():
+        outs = torch.stack([m(x) for m in members])  # (K, batch, horizon)
+        median = EnsembleForecaster(members)(x)
+    assert ((outs == median).sum(dim=0) >= 1).all()  # an order statistic, never an average
+    below = (outs < median).sum(dim=0)
+    assert (below <= (k - 1) // 2).all() and ((outs <= median).sum(dim=0) >= (k + 1) // 2).all()
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_the_ensemble_median_commutes_with_decoding(k: int) -> None:
+    # exp(median(log x)) == median(x): the median taken in log space, decoded, is the median of
+    # the decoded members (averaging two middle members would give their geometric mean).
+    logs = EnsembleForecaster(_members(k))
+    levels = EnsembleForecaster(_members(k, _Levels))
+    x = torch.randn(16, 6, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.exp(logs(x)), levels(x))
+
+
+def test_an_ensemble_of_quantile_models_keeps_each_level_a_member_and_uncrossed() -> None:
+    members = _members(4, quantiles=[0.1, 0.5, 0.9])
+    x = torch.randn(16, 6, 1)
+    with torch.no_grad():
+        outs = torch.stack([m(x) for m in members])  # (K, batch, horizon, Q)
+        median = EnsembleForecaster(members)(x)
+    assert median.shape == (16, 3, 3)
+    assert ((outs == median).sum(dim=0) >= 1).all()
+    assert (median.diff(dim=-1) >= 0).all()
 
 
 def test_from_hparams_rebuilds_single_models_and_ensembles() -> None:

@@ -8,6 +8,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+import seqlab
 from conftest import open_storage_at_once, sine_frame
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import space, storage, tune_study
@@ -127,6 +128,28 @@ def test_what_a_trial_computes_changes_the_study(tiny_config, change):
 def test_other_data_changes_the_study(tiny_config):
     cfg = tiny_config()
     assert storage.study_name_for(cfg, DIGEST) != storage.study_name_for(cfg, "b" * 64)
+
+
+def test_another_seqlab_version_changes_the_study(tiny_config, monkeypatch):
+    cfg = tiny_config()
+    before = storage.study_name_for(cfg, DIGEST)
+    monkeypatch.setattr(seqlab, "__version__", "99.0.0")
+    after = storage.study_name_for(cfg, DIGEST)
+    assert after != before
+    assert after.startswith(f"{cfg.study_name}-") and len(after) == len(before)
+
+
+def test_an_upgrade_does_not_reuse_a_finished_study_of_the_old_code(tiny_config, monkeypatch):
+    cfg = tiny_config(**{"tune.n_trials": 2})
+    series = series_for(cfg)
+    old = tune_study(cfg, series)
+    assert old.finished_after == 2
+
+    monkeypatch.setattr(seqlab, "__version__", "99.0.0")  # the same data and config, new code
+    new = tune_study(cfg, series)
+    assert new.study != old.study and new.created
+    assert new.warm_started_from == old.study  # its best parameters are tried first
+    assert (new.finished_before, new.finished_after) == (0, 2)
 
 
 # ---------------------------------------------------------------- open_study and warm starts

@@ -166,6 +166,39 @@ DEFAULT_SEARCH_SPACE: dict[str, ParamSpec] = {
 }
 
 
+# The keys a search space may name: each one works in a study (tests/test_search_keys.py runs
+# them all). Left out, and refused when the config is read: keys that change the task or what
+# validation measures (horizon, val_size, quantiles, eval.*), the data read once before the
+# trials (data.*), where and how fast trials run (device, precision, threads, tune.*), and what
+# happens after tuning (tracking.*, registry.*, ensemble_size).
+SEARCHABLE_KEYS: tuple[str, ...] = (
+    "window.input_size",
+    "window.stride",
+    "window.scaler",
+    "window.transform",
+    "window.local_norm",
+    "window.residual",
+    "window.calendar",
+    "window.deseasonalize",
+    "window.pad",
+    "model.cell",
+    "model.hidden_size",
+    "model.num_layers",
+    "model.dropout",
+    "model.series_embedding",
+    "train.optimizer",
+    "train.lr",
+    "train.weight_decay",
+    "train.batch_size",
+    "train.max_epochs",
+    "train.patience",
+    "train.grad_clip",
+    "train.loss",
+    "train.windows_per_epoch",
+    "train.seed",
+)
+
+
 def _default_space() -> dict[str, ParamSpec]:
     return {key: spec.model_copy() for key, spec in DEFAULT_SEARCH_SPACE.items()}
 
@@ -179,9 +212,10 @@ class TuneConfig(_Section):
     """Any Optuna storage URL, or a path ending in ``.log`` for a journal file."""
     study_name: str | None = None
     """Base name, defaulting to the experiment's. The study used is ``<base>-<fingerprint>``: the
-    fingerprint covers the data digest and every setting that changes what a trial computes, so
-    new data or another search space starts a new study (warm-started with the last best
-    parameters) instead of reusing trials scored on something else."""
+    fingerprint covers the data digest, every setting that changes what a trial computes and
+    seqlab's version, so new data, another search space or an upgrade starts a new study
+    (warm-started with the last best parameters) instead of reusing trials scored on something
+    else."""
     sampler_seed: int | None = 42
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(30, ge=0)
@@ -208,6 +242,12 @@ class TuneConfig(_Section):
             raise ValueError(
                 "model.ensemble_size cannot be searched (trials train one member; a larger "
                 "ensemble only costs more time): set it directly, e.g. model.ensemble_size=5"
+            )
+        refused = [key for key in v if key not in SEARCHABLE_KEYS]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be searched: set it directly, or search only "
+                f"these searchable keys: {', '.join(SEARCHABLE_KEYS)}"
             )
         return v
 
@@ -300,6 +340,20 @@ class PipelineConfig(_Section):
         if not v or any(c in v for c in "/\\ "):
             raise ValueError("name must be non-empty, without spaces or slashes")
         return v
+
+    @model_validator(mode="after")
+    def _validation_windows(self) -> PipelineConfig:
+        # A validation target lies wholly inside the validation part: with fewer points than the
+        # horizon there is no validation window, and tuning and early stopping would silently
+        # score the training loss instead.
+        w = self.window
+        if w.val_size is not None and w.val_size < w.horizon:
+            raise ValueError(
+                f"window.val_size ({w.val_size}) is below window.horizon ({w.horizon}), which "
+                f"leaves no validation window: set window.val_size to at least {w.horizon}, or "
+                "null (the horizon)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _quantiles_and_loss(self) -> PipelineConfig:

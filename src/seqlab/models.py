@@ -109,9 +109,15 @@ def point_index(model: nn.Module) -> int | None:
 class EnsembleForecaster(nn.Module):
     """Members of one architecture trained from different seeds; forecasts their median.
 
-    The median of each output is taken in the members' common (scaled, normalised) space, which
-    decoding maps monotonically to data units, so it is the median forecast in data units too.
-    With two members it is their mean. One diverged member cannot drag the forecast away.
+    The median is an order statistic: at every output, the value of the member ranked
+    ``(K - 1) // 2`` (the lower middle one when K is even, as ``torch.median``), never an
+    average of two members. An order statistic commutes with monotone increasing maps, and
+    decoding (unscaling, undoing local normalisation, ``exp`` of a log transform, putting the
+    seasonal indices back) is one such map at each output, so the median taken in the members'
+    common scaled space is the median of their forecasts in data units too. (Averaging the two
+    middle members would not be: under a log transform it is their geometric mean in data
+    units.) Per quantile level, it keeps the levels of a quantile model from crossing. One
+    diverged member cannot drag the forecast away.
     """
 
     def __init__(self, members: Sequence[RecurrentForecaster]) -> None:
@@ -123,8 +129,8 @@ class EnsembleForecaster(nn.Module):
         self.hparams = {**members[0].hparams, "ensemble_size": len(members)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([m(x) for m in self.members])  # (K, batch, horizon)
-        return torch.quantile(outs, 0.5, dim=0) if len(self.members) > 1 else outs[0]
+        outs = torch.stack([m(x) for m in self.members])  # (K, batch, horizon[, Q])
+        return outs.median(dim=0).values  # lower middle member at each output, K even or odd
 
 
 Forecaster = RecurrentForecaster | EnsembleForecaster

@@ -171,7 +171,15 @@ class Objective:
         self.heartbeat_interval = self.heartbeat_interval or self.cfg.tune.heartbeat_interval
 
     def _prepared_for(self, cfg: PipelineConfig):
-        key = (cfg.window.model_dump_json(), cfg.val_size, cfg.test_size, cfg.eval.season_length)
+        # Everything prepare_data reads: trials that differ in any of it need their own windows
+        # (a series embedding adds the series-index input column).
+        key = (
+            cfg.window.model_dump_json(),
+            cfg.val_size,
+            cfg.test_size,
+            cfg.eval.season_length,
+            cfg.model.series_embedding > 0,
+        )
         if key not in self._prepared:
             self._prepared[key] = prepare_data(self.series, cfg)
         return self._prepared[key]

@@ -75,7 +75,7 @@ def largest_model_params(cfg: PipelineConfig) -> int | None:
     try:
         hidden = max(int(v) for v in values("model.hidden_size", cfg.model.hidden_size))
         layers = max(int(v) for v in values("model.num_layers", cfg.model.num_layers))
-        horizon = max(int(v) for v in values("window.horizon", cfg.window.horizon))
+        horizon = cfg.window.horizon  # not searchable (config.SEARCHABLE_KEYS)
         n_features = 1 + len(cfg.data.covariates)
         return max(
             recurrent_params(str(c), n_features, hidden, layers, horizon)

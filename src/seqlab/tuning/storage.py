@@ -1,10 +1,11 @@
 """Study storage: URLs to Optuna storages, study identity (fingerprints), counts, publishing.
 
-A study is named ``<base>-<fingerprint>``. The fingerprint hashes the data digest and every
-setting that changes what a trial computes (see :func:`fingerprint`), so a run on new data or
-with another search space opens a new study instead of reusing trials scored on something
-else; the new study is warm-started with the previous study's best parameters. Resuming an
-interrupted run (same data, same settings) finds the same study and tops it up.
+A study is named ``<base>-<fingerprint>``. The fingerprint hashes the data digest, every
+setting that changes what a trial computes and seqlab's version (see :func:`fingerprint`), so a
+run on new data, with another search space or after an upgrade opens a new study instead of
+reusing trials scored on something else (or by other code); the new study is warm-started with
+the previous study's best parameters. Resuming an interrupted run (same data, same settings,
+same version) finds the same study and tops it up.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sqlalchemy.exc
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
+import seqlab
 from seqlab.config import PipelineConfig
 from seqlab.redact import redact_tree
 from seqlab.tuning.space import fits_space
@@ -57,7 +59,9 @@ _NOT_IN_FINGERPRINT = {
 
 
 def fingerprint(cfg: PipelineConfig, digest: str) -> str:
-    """Hash of the data digest and the settings that decide what a trial computes."""
+    """Hash of the data digest, the settings that decide what a trial computes, and seqlab's
+    version: the code computes it too, so after an upgrade a finished study of the old code is
+    not reused (the new one is warm-started from its best parameters)."""
     data = cfg.model_dump(mode="json")
     for section, keys in _NOT_IN_FINGERPRINT.items():
         if keys is None:
@@ -65,7 +69,9 @@ def fingerprint(cfg: PipelineConfig, digest: str) -> str:
         else:
             for k in keys:
                 data[section].pop(k, None)
-    blob = json.dumps({"digest": digest, "config": data}, sort_keys=True)
+    blob = json.dumps(
+        {"digest": digest, "config": data, "seqlab": seqlab.__version__}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
