@@ -4,4 +4,4 @@ The training and tuning core (config, data, windows, models, train, devices, tun
 pipeline, workers) imports without prefect and mlflow.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
