@@ -1,16 +1,17 @@
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import sine_frame
+from conftest import make_tiny_config, sine_frame
+from seqlab.checks import required_length, validate_data
 from seqlab.config import DataConfig
 from seqlab.data import (
     DataError,
     infer_frequency,
     load_raw,
-    min_series_length,
     resolve_source,
     season_length,
     validate,
@@ -125,11 +126,23 @@ def test_gaps_error_by_default_and_fill_policies() -> None:
     df = sine_frame().drop(index=[20, 21]).reset_index(drop=True)
     msg = _bad(df)
     assert "2 missing timestamp" in msg and "data.fill" in msg
+    gap = set(pd.date_range("2024-01-21", periods=2))
     for fill in ("ffill", "interpolate", "zero"):
         s = validate(df, CFG.model_copy(update={"fill": fill}))
         assert len(s.frame) == 96
-    s = validate(df, CFG.model_copy(update={"fill": "ffill"}))
-    assert s.frame["y"].iloc[20] == s.frame["y"].iloc[19]
+        assert {ds for _, ds in s.filled} == gap
+        assert s.filled_mask(s.frame).sum() == 2 and list(s.frame.columns) == [
+            "unique_id",
+            "ds",
+            "y",
+        ]
+    # ffill and (causal) interpolate carry the last observed value forward; zero writes 0.
+    for fill in ("ffill", "interpolate"):
+        s = validate(df, CFG.model_copy(update={"fill": fill}))
+        assert s.frame["y"].iloc[20] == s.frame["y"].iloc[21] == s.frame["y"].iloc[19]
+    s = validate(df, CFG.model_copy(update={"fill": "zero"}))
+    assert s.frame["y"].iloc[20] == s.frame["y"].iloc[21] == 0.0
+    assert validate(sine_frame(), CFG).filled == frozenset()
 
 
 def test_irregular_frequency() -> None:
@@ -149,16 +162,101 @@ def test_nan_target_error_or_interpolate() -> None:
     assert "NaN/inf" in msg and "nan_policy" in msg
     s = validate(df, CFG.model_copy(update={"nan_policy": "interpolate"}))
     assert np.isfinite(s.frame["y"]).all()
-    assert s.frame["y"].iloc[30] == pytest.approx(
-        s.frame["y"].iloc[29] + (s.frame["y"].iloc[32] - s.frame["y"].iloc[29]) / 3
+    # Causal: the last finite value carried forward, never a line to the next observation.
+    y = s.frame["y"]
+    assert y.iloc[30] == y.iloc[31] == y.iloc[29] and y.iloc[40] == y.iloc[39]
+    assert sorted(s.frame["ds"].iloc[i] for i in (30, 31, 40)) == sorted(ds for _, ds in s.filled)
+
+
+def test_nan_policy_drops_leading_points_with_no_past(caplog) -> None:
+    df = sine_frame(series=2, covariate=True)
+    df.loc[[0, 1], "y"] = np.nan  # s0 starts with two missing targets
+    df.loc[96 + 0, "temp"] = np.nan  # s1 starts with a missing covariate
+    cfg = CFG.model_copy(
+        update={"series_id": "store", "covariates": ["temp"], "nan_policy": "interpolate"}
     )
+    with caplog.at_level(logging.WARNING, logger="seqlab.data"):
+        s = validate(df, cfg)
+    assert "dropped 3 point(s) at the start of 2 series" in caplog.text
+    assert s.lengths() == {"s0": 94, "s1": 95}
+    assert s.frame.groupby("unique_id")["ds"].min().to_dict() == {
+        "s0": pd.Timestamp("2024-01-03"),
+        "s1": pd.Timestamp("2024-01-02"),
+    }
+    assert s.filled == frozenset() and np.isfinite(s.frame[["y", "temp"]]).all().all()
+    df.loc[96:, "temp"] = np.nan
+    assert "no finite value in series 's1'" in _bad(df, cfg)
 
 
-def test_too_short_series() -> None:
-    need = min_series_length(24, 12, 12)
-    assert need == 60
-    msg = _bad(sine_frame(n=50), min_length=need)
-    assert "has 50 points but needs at least 60" in msg
+FILL_CASES = [
+    ("ffill", "error"),
+    ("interpolate", "error"),
+    ("zero", "error"),
+    ("ffill", "interpolate"),
+    ("interpolate", "interpolate"),
+    ("zero", "interpolate"),
+    ("error", "interpolate"),
+]
+
+
+def gappy_frame(fill: str, n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Two series with missing timestamps (unless fill=error), NaN and inf values."""
+    df = sine_frame(n=n, series=2, covariate=True, seed=seed)
+    df.loc[[5, 6, 17, 30, n + 9], "y"] = np.nan
+    df.loc[[11, n + 22], "temp"] = np.nan
+    df.loc[n + 14, "y"] = np.inf if fill == "error" else np.nan
+    if fill != "error":
+        df = df.drop(index=[8, 9, 10, 21, 33, n + 3, n + 4, n + 27]).reset_index(drop=True)
+    return df
+
+
+@pytest.mark.parametrize("fill, nan_policy", FILL_CASES)
+def test_filling_is_causal_nothing_after_a_cutoff_changes_the_past(
+    fill: str, nan_policy: str
+) -> None:
+    cfg = CFG.model_copy(
+        update={
+            "series_id": "store",
+            "covariates": ["temp"],
+            "fill": fill,
+            "nan_policy": nan_policy,
+            "freq": "D",  # inferring it from gappy data takes most of validate()'s time
+        }
+    )
+    df = gappy_frame(fill)
+    base = validate(df, cfg)
+    assert base.filled, "the case must fill something"
+    rng = np.random.default_rng(1)
+    # Cutoffs just before and on each point with something to fill (a target or a covariate).
+    holes = {ds for _, ds in base.filled} | set(df.loc[df["temp"].isna(), "ds"])
+    cutoffs = sorted({d - k * pd.Timedelta(days=1) for d in holes for k in (0, 1)})
+    assert len(cutoffs) >= 10
+    for cutoff in cutoffs:
+        later = (df["ds"] > cutoff).to_numpy()
+        changed = df.copy()
+        # Every value after the cutoff changes (some to NaN, some NaN to numbers).
+        for col in ("y", "temp"):
+            new = rng.normal(100, 50, later.sum())
+            new[rng.random(later.sum()) < 0.2] = np.nan
+            changed.loc[later, col] = new
+        got = validate(changed, cfg)
+        for s in (base, got):
+            s.frame["filled"] = s.filled_mask(s.frame)
+        before = [s.frame[s.frame["ds"] <= cutoff].reset_index(drop=True) for s in (base, got)]
+        pd.testing.assert_frame_equal(before[0], before[1], obj=f"cutoff {cutoff.date()}")
+
+
+def test_too_short_series_for_the_config(tmp_path: Path, caplog) -> None:
+    cfg = make_tiny_config(tmp_path, **{"data.series_id": "store"})
+    need = required_length(cfg)
+    df = sine_frame(n=need, series=2)
+    short = df[(df["store"] == "s0") | (df.index >= len(df) - need + 1)]
+    with caplog.at_level(logging.WARNING, logger="seqlab.data"):
+        s = validate_data(short, cfg)
+    assert f"1 of 2 series have fewer than {need} points (s1)" in caplog.text
+    assert s.lengths() == {"s0": need, "s1": need - 1}
+    with pytest.raises(DataError, match=f"'s1' has {need - 1} points but needs at least {need}"):
+        validate_data(short[short["store"] == "s1"], cfg)
 
 
 def test_infer_frequency_tolerates_gaps() -> None:
@@ -172,6 +270,52 @@ def test_infer_frequency_tolerates_gaps() -> None:
 )
 def test_season_length(freq: str, season: int) -> None:
     assert season_length(freq) == season
+
+
+def dst_frame(stamps: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"ds": stamps, "y": np.arange(len(stamps), dtype=float)})
+
+
+def test_daily_local_midnights_across_a_dst_change_keep_their_wall_clock() -> None:
+    # Europe/Paris: +01:00 until 2024-03-31, +02:00 from then on.
+    days = pd.date_range("2024-03-25", "2024-04-05", freq="D")
+    stamps = [
+        f"{d.date()}T00:00:00{'+01:00' if d < pd.Timestamp('2024-03-31') else '+02:00'}"
+        for d in days
+    ]
+    s = validate(dst_frame(stamps), CFG)
+    assert s.freq == "D" and list(s.frame["ds"]) == list(days)
+    # The same as a tz-aware column (a Parquet file with a named zone).
+    aware = pd.DataFrame(
+        {"ds": days.tz_localize("Europe/Paris"), "y": np.arange(len(days), dtype=float)}
+    )
+    assert list(validate(aware, CFG).frame["ds"]) == list(days)
+
+
+def test_monthly_local_midnights_stay_on_the_month_start_grid() -> None:
+    months = pd.date_range("2023-01-01", "2024-12-01", freq="MS")
+    offset = lambda m: "+02:00" if 4 <= m.month <= 10 else "+01:00"  # noqa: E731
+    s = validate(dst_frame([f"{m.date()}T00:00:00{offset(m)}" for m in months]), CFG)
+    assert s.freq == "MS" and list(s.frame["ds"]) == list(months)
+    one_offset = validate(dst_frame([f"{m.date()}T00:00:00-05:00" for m in months]), CFG)
+    assert one_offset.freq == "MS" and list(one_offset.frame["ds"]) == list(months)
+
+
+def test_hourly_data_with_offsets_is_kept_in_utc_across_the_repeated_hour(caplog) -> None:
+    # Europe/Paris, 2024-10-27: 02:00-03:00 local happens twice (+02:00, then +01:00).
+    utc = pd.date_range("2024-10-26T22:00", periods=6, freq="h")
+    stamps = [t.tz_localize("UTC").tz_convert("Europe/Paris").isoformat() for t in utc]
+    assert stamps[2][11:13] == stamps[3][11:13] == "02"  # local clock time repeats
+    with caplog.at_level(logging.WARNING, logger="seqlab.data"):
+        s = validate(dst_frame(stamps), CFG)
+    assert s.freq == "h" and list(s.frame["ds"]) == list(utc)
+    assert "normalised to UTC" in caplog.text
+    # A single offset: converted to UTC as well (sub-daily data), without a warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="seqlab.data"):
+        s = validate(dst_frame([f"2024-01-01T{h:02d}:00:00+05:30" for h in range(6)]), CFG)
+    assert list(s.frame["ds"]) == list(pd.date_range("2023-12-31T18:30", periods=6, freq="h"))
+    assert "normalised" not in caplog.text
 
 
 def test_resolve_bundled_is_a_file() -> None:

@@ -168,3 +168,75 @@ def test_backtest_scores_quantile_forecasts_for_the_model_only() -> None:
     assert "coverage_80" not in bt.mean["seasonal_naive"]
     assert "test/coverage_80" in bt.flat() and "test/seasonal_naive/spl" not in bt.flat()
     assert quantile_levels(bt.frame) == [0.1, 0.9]
+
+
+def test_metrics_skip_missing_actuals() -> None:
+    y, f = np.array([1.0, np.nan, 3.0]), np.array([2.0, 100.0, 5.0])
+    assert mae(y, f) == pytest.approx(1.5)
+    assert rmse(y, f) == pytest.approx(np.sqrt(2.5))
+    assert smape(y, f) == pytest.approx(100 * np.mean([2 / 3, 4 / 8]))
+    assert mase(y, f, 0.5) == pytest.approx(3.0)
+    assert pinball(y, f, 0.5) == pytest.approx(0.75)
+    m = interval_metrics(y, {0.1: f - 1.5, 0.9: f + 1.5}, f, scale=1.0)
+    assert m["coverage_80"] == pytest.approx(0.5)  # 1 in [0.5, 3.5]; 3 not in [3.5, 6.5]
+    none = np.full(2, np.nan)
+    assert all(np.isnan(v) for v in (mae(none, f[:2]), rmse(none, f[:2]), smape(none, f[:2])))
+    assert all(
+        np.isnan(v) for v in interval_metrics(none, {0.1: f[:2], 0.9: f[:2]}, f[:2], 1.0).values()
+    )
+
+
+def seasonal_with_gap(fill: str, drop: list[int]):
+    """``seasonal_series()`` (32 daily points) with the points at ``drop`` missing and filled."""
+    full = seasonal_series()
+    raw = full.frame.drop(index=drop).rename(columns={"unique_id": "store"})
+    cfg = DataConfig(source="x", time_column="ds", target="y", series_id="store", fill=fill)
+    return full, validate(raw, cfg)
+
+
+def test_filled_points_are_not_scored() -> None:
+    # Points 29 and 30 (the last window's steps 1 and 2, after its cutoff) are missing, filled.
+    full, _ = seasonal_with_gap("ffill", [29, 30])
+    scores = {}
+    for fill in ("ffill", "zero", "interpolate"):
+        _, filled = seasonal_with_gap(fill, [29, 30])
+        bt = backtest(filled, [9, 6, 3], 3, 4, truth_plus(1.0, full))
+        gap = bt.frame["ds"].isin(full.frame["ds"].iloc[[29, 30]])
+        assert bt.frame.loc[gap, "y"].isna().all() and bt.frame.loc[~gap, "y"].notna().all()
+        # Only the observed actual of the last window is scored: the model is off by exactly 1.
+        assert bt.scores("model", "mae") == pytest.approx([1.0, 1.0, 1.0])
+        scores[fill] = bt.per_window
+    # The filled values (carried forward or zero) change no score, the baselines' included.
+    pd.testing.assert_frame_equal(scores["ffill"], scores["zero"])
+    observed = backtest(full, [9, 6, 3], 3, 4, truth_plus(1.0, full))
+    assert observed.scores("model", "mae") == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_a_window_with_no_observed_point_scores_nan_and_means_skip_it() -> None:
+    full, filled = seasonal_with_gap("ffill", [30])  # the only step of window 1 (offset 2)
+    bt = backtest(filled, [3, 2, 1], 1, 4, truth_plus(2.0, full))
+    assert bt.frame["y"].isna().sum() == 1
+    model = bt.scores("model", "mae")
+    assert np.isnan(model[1]) and model[0] == model[2] == pytest.approx(2.0)
+    assert bt.mean["model"]["mae"] == pytest.approx(2.0)
+    assert np.isnan(bt.scores("naive", "rmse")[1]) and np.isfinite(bt.mean["naive"]["rmse"])
+
+
+def test_the_history_at_a_cutoff_does_not_depend_on_later_data() -> None:
+    # The audit's probe: a gap straddling the cutoff, filled with fill=interpolate.
+    full, _ = seasonal_with_gap("interpolate", [27, 28])
+    seen = []
+
+    def spy(history):
+        seen.append(history.frame.reset_index(drop=True))
+        return truth_plus(0.0, full)(history)
+
+    for later in (0.0, 100.0):
+        raw = full.frame.drop(index=[27, 28]).rename(columns={"unique_id": "store"})
+        raw.loc[29:, "y"] += later  # every observation after the cutoff
+        cfg = DataConfig(
+            source="x", time_column="ds", target="y", series_id="store", fill="interpolate"
+        )
+        cross_validation(validate(raw, cfg), [4], 3, 4, spy)  # cutoff: point 27 (filled)
+    assert len(seen[0]) == 28
+    pd.testing.assert_frame_equal(seen[0], seen[1])

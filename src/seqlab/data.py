@@ -3,6 +3,10 @@
 Everything downstream sees one canonical frame, ``unique_id, ds, y, *covariates``, sorted, on a
 regular time grid, with finite targets. Each problem found in the raw data raises a
 :class:`DataError` whose one-line message names the problem and what to do about it.
+
+Filling is causal: a filled value is computed from the points before it only, so nothing after a
+backtest cutoff reaches the inputs at that cutoff. The filled target points are recorded
+(:attr:`SeriesData.filled`) so that backtests do not score them as if they were actuals.
 """
 
 from __future__ import annotations
@@ -40,10 +44,20 @@ class SeriesData:
     source: str
     future: tuple[str, ...] = ()
     """Those of ``covariates`` known in advance (``data.future_covariates``)."""
+    filled: frozenset[tuple[str, pd.Timestamp]] = frozenset()
+    """``(unique_id, ds)`` of the target points that were not observed but filled
+    (``data.fill``, ``data.nan_policy``): model inputs, never actuals to score."""
 
     @property
     def series_ids(self) -> list[str]:
         return list(dict.fromkeys(self.frame["unique_id"]))
+
+    def filled_mask(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` (``unique_id, ds``) hold a filled target point."""
+        if not self.filled:
+            return np.zeros(len(frame), dtype=bool)
+        keys = pd.MultiIndex.from_arrays([frame["unique_id"], pd.DatetimeIndex(frame["ds"])])
+        return np.asarray(keys.isin(list(self.filled)), dtype=bool)
 
     def lengths(self) -> dict[str, int]:
         return self.frame.groupby("unique_id", sort=False).size().to_dict()
@@ -140,33 +154,65 @@ def _to_numeric(df: pd.DataFrame, col: str, role: str) -> pd.Series:
     return parsed.astype("float64")
 
 
+def _stamp_pair(value: object) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """One timestamp as (local wall-clock time, UTC), both without an offset."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return pd.NaT, pd.NaT
+    if ts is pd.NaT or ts.tz is None:
+        return ts, ts
+    return ts.tz_localize(None), ts.tz_convert("UTC").tz_localize(None)
+
+
+def _local_and_utc(raw: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """The timestamps as local wall-clock times and, when any carried a UTC offset, as UTC
+    (``None`` when none did). Unparseable values are NaT."""
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    except (TypeError, ValueError) as e:
+        if "utc=True" not in str(e) and "imezone" not in str(e):
+            return pd.to_datetime(raw, errors="coerce"), None
+        # Offsets that change (daylight saving, several sources): parse each distinct value.
+        pairs = {v: _stamp_pair(v) for v in pd.unique(raw)}
+        local = pd.to_datetime(raw.map(lambda v: pairs[v][0]))
+        utc = pd.to_datetime(raw.map(lambda v: pairs[v][1]))
+        return local, utc
+    if getattr(parsed.dt, "tz", None) is None:
+        return parsed, None
+    return parsed.dt.tz_localize(None), parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
 def _parse_times(df: pd.DataFrame, col: str) -> pd.Series:
+    """The time column as naive timestamps.
+
+    Timestamps with UTC offsets (``2024-03-01T00:00:00+01:00``) keep their local wall-clock time
+    when every one of them falls at the same local time of day (daily, weekly, monthly... data):
+    the offset is dropped (-> ``2024-03-01 00:00``), so a daylight-saving change does not move
+    points off their grid. Sub-daily data (several local times of day) are converted to UTC
+    instead, since local clock time repeats or skips an hour at a DST change.
+    """
     raw = df[col]
     if raw.isna().any():
         row = int(np.flatnonzero(raw.isna().to_numpy())[0]) + 1
         raise DataError(f"time column {col!r} has an empty timestamp at row {row}")
-    try:
-        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
-    except (TypeError, ValueError) as e:
-        if "utc=True" in str(e) or "imezone" in str(e):
-            # Offsets that change (daylight saving, several sources): one clock, said aloud.
-            parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
-            log.warning(
-                "time column %r mixes UTC offsets (e.g. %s and %s): normalised to UTC",
-                col,
-                raw.iloc[0],
-                raw.iloc[-1],
-            )
-        else:
-            parsed = pd.to_datetime(raw, errors="coerce")
-    if parsed.isna().any():
+    local, utc = _local_and_utc(raw)
+    if local.isna().any():
         raise DataError(
-            f"time column {col!r} has unparseable timestamps (first {_first_bad(raw, parsed)}); "
+            f"time column {col!r} has unparseable timestamps (first {_first_bad(raw, local)}); "
             "use ISO dates such as 1960-01-01"
         )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
+    if utc is None or (local - local.dt.normalize()).nunique() <= 1:
+        return local
+    if (local - utc).nunique() > 1:
+        log.warning(
+            "time column %r mixes UTC offsets (e.g. %s and %s) in sub-daily data: normalised to "
+            "UTC",
+            col,
+            raw.iloc[0],
+            raw.iloc[-1],
+        )
+    return utc
 
 
 def _infer_freq(ds: pd.DatetimeIndex) -> str | None:
@@ -198,9 +244,19 @@ def _when(ts: pd.Timestamp) -> object:
     return ts.date() if ts.time().isoformat() == "00:00:00" else ts
 
 
+FILLED = "_filled"  # the working column that marks filled target points inside validate()
+
+
 def _regularise(
     g: pd.DataFrame, sid: str, freq: str, cfg: DataConfig, value_cols: list[str]
 ) -> pd.DataFrame:
+    """Put one series on its ``freq`` grid; fill missing timestamps per ``data.fill``.
+
+    Every fill is causal (it reads only the points before the one it fills): ``ffill`` and
+    ``interpolate`` carry the last observed value forward (``interpolate`` used to draw a line to
+    the next observation, which lies after the point: a leak into backtests), ``zero`` writes 0.
+    The grid starts at the first timestamp, so a gap always has a point before it.
+    """
     ds = pd.DatetimeIndex(g["ds"])
     grid = pd.date_range(ds[0], ds[-1], freq=freq)
     off_grid = ds.difference(grid)
@@ -216,21 +272,24 @@ def _regularise(
         raise DataError(
             f"series {sid!r} has {len(missing)} missing timestamp(s) at frequency {freq} "
             f"(first {_when(missing[0])}); "
-            "set data.fill to ffill, interpolate or zero to fill gaps"
+            "set data.fill to ffill, interpolate (both carry the last value forward) or zero "
+            "to fill gaps"
         )
     full = g.set_index("ds").reindex(grid)
     full.index.name = "ds"
     full["unique_id"] = sid
-    if cfg.fill == "ffill":
+    full[FILLED] = full["y"].isna()
+    if cfg.fill in ("ffill", "interpolate"):
         full[value_cols] = full[value_cols].ffill()
-    elif cfg.fill == "interpolate":
-        full[value_cols] = full[value_cols].interpolate(method="linear", limit_direction="both")
     else:
         full[value_cols] = full[value_cols].fillna(0.0)
     return full.reset_index()[g.columns]
 
 
 def _clean_nonfinite(frame: pd.DataFrame, cfg: DataConfig, value_cols: list[str]) -> pd.DataFrame:
+    """Apply ``data.nan_policy`` to NaN/inf values: fail, or (``interpolate``) carry each series'
+    last finite value forward, causally. Points at the start of a series with no finite value
+    before them are dropped, with a warning: nothing in the past can fill them."""
     values = frame[value_cols].to_numpy(dtype="float64")
     bad = ~np.isfinite(values)
     if not bad.any():
@@ -242,23 +301,42 @@ def _clean_nonfinite(frame: pd.DataFrame, cfg: DataConfig, value_cols: list[str]
         raise DataError(
             f"column {label!r} has {int(bad.sum())} NaN/inf value(s) (first at "
             f"{frame['ds'].iloc[row]} in series {frame['unique_id'].iloc[row]!r}); "
-            "clean them or set data.nan_policy=interpolate"
+            "clean them or set data.nan_policy=interpolate (carries the last finite value "
+            "forward)"
         )
     out = frame.copy()
+    out[FILLED] = out[FILLED] | bad[:, 0]  # value_cols[0] is the target
     out[value_cols] = out[value_cols].replace([np.inf, -np.inf], np.nan)
-    out[value_cols] = out.groupby("unique_id", sort=False)[value_cols].transform(
-        lambda s: s.interpolate(method="linear", limit_direction="both")
-    )
-    if out[value_cols].isna().any().any():
-        raise DataError(f"column {label!r} has a series with no finite values to interpolate from")
+    out[value_cols] = out.groupby("unique_id", sort=False)[value_cols].ffill()
+    # What is still missing has no finite value before it: the head of a series.
+    lead = out[value_cols].isna().any(axis=1)
+    if lead.any():
+        empty = out[value_cols].isna().groupby(out["unique_id"], sort=False).all()
+        if empty.to_numpy().any():
+            sid, name = empty.stack().pipe(lambda e: e[e].index[0])
+            label = cfg.target if name == "y" else name
+            raise DataError(f"column {label!r} has no finite value in series {sid!r} to fill from")
+        first = out[lead].iloc[0]
+        log.warning(
+            "dropped %d point(s) at the start of %d series (first %r, up to %s) with no finite "
+            "value before them to fill from (data.nan_policy=interpolate fills from the past only)",
+            int(lead.sum()),
+            out.loc[lead, "unique_id"].nunique(),
+            first["unique_id"],
+            out.loc[lead & (out["unique_id"] == first["unique_id"]), "ds"].max(),
+        )
+        out = out[~lead].reset_index(drop=True)
     return out
 
 
-def digest_frame(frame: pd.DataFrame) -> str:
-    """A stable content digest of the canonical frame (sha256, hex)."""
+def digest_frame(frame: pd.DataFrame, filled: np.ndarray | None = None) -> str:
+    """A stable content digest of the canonical frame (sha256, hex); ``filled`` (a boolean per
+    row: the target was filled) counts when any point was filled."""
     h = hashlib.sha256()
     h.update(",".join(frame.columns).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    if filled is not None and filled.any():
+        h.update(b"filled:" + np.packbits(np.asarray(filled, dtype=bool)).tobytes())
     return h.hexdigest()
 
 
@@ -313,6 +391,7 @@ def validate(
         ) from None
 
     value_cols = ["y", *covs]
+    frame[FILLED] = False
     parts = [
         _regularise(g.reset_index(drop=True), str(sid), freq, cfg, value_cols)
         for sid, g in frame.groupby("unique_id", sort=False)
@@ -331,19 +410,18 @@ def validate(
                 "shorten window.input_size/window.horizon or provide more history"
             )
     frame[value_cols] = frame[value_cols].astype("float64")
+    filled = frame.pop(FILLED).to_numpy(dtype=bool)
     return SeriesData(
         frame=frame,
         freq=freq,
         covariates=tuple(covs),
-        digest=digest_frame(frame),
+        digest=digest_frame(frame, filled),
         source=source,
         future=tuple(cfg.future_covariates),
+        filled=frozenset(
+            zip(frame["unique_id"].to_numpy()[filled], pd.DatetimeIndex(frame["ds"])[filled])
+        ),
     )
-
-
-def min_series_length(input_size: int, horizon: int, val_size: int) -> int:
-    """Points needed: one training window, a validation segment and a test horizon."""
-    return input_size + horizon + val_size + horizon
 
 
 SEASON_BY_FREQ = {"h": 24, "D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1, "A": 1, "min": 60}

@@ -4,6 +4,10 @@ MASE is scaled by the in-sample seasonal-naive MAE of each series' history befor
 (Hyndman & Koehler 2006). A backtest scores forecasts made at several cutoffs (the shape of
 statsforecast/neuralforecast ``cross_validation``: one row per series, cutoff and step); the
 baselines are computed on the very same cutoffs. Means are over series, then over cutoffs.
+
+Only observed actuals are scored: target points that the data policies filled
+(:attr:`SeriesData.filled`) have ``y`` = NaN in the cross-validation frame, and every metric
+skips NaN actuals; a window with no observed point scores NaN, which the means skip.
 """
 
 from __future__ import annotations
@@ -34,40 +38,62 @@ def quantile_levels(frame: pd.DataFrame) -> list[float]:
     return sorted(out)
 
 
+def _observed(y: np.ndarray, *forecasts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``y`` and the forecasts at the points with an observed (non-NaN) actual."""
+    y = np.asarray(y, dtype="float64")
+    seen = ~np.isnan(y)
+    return (y[seen], *(np.asarray(f, dtype="float64")[seen] for f in forecasts))
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean, NaN over no values (no warning)."""
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
 def pinball(y: np.ndarray, f: np.ndarray, level: float) -> float:
+    """Mean pinball loss over the observed (non-NaN) actuals."""
+    y, f = _observed(y, f)
     diff = y - f
-    return float(np.mean(np.maximum(level * diff, (level - 1) * diff)))
+    return _mean(np.maximum(level * diff, (level - 1) * diff))
 
 
 def interval_metrics(
     y: np.ndarray, quantiles: dict[float, np.ndarray], median: np.ndarray, scale: float
 ) -> dict[str, float]:
     """``spl``: the pinball loss averaged over the levels (the median included), scaled like
-    MASE; ``coverage_<P>``: share of actuals inside each central P% interval (levels q, 1 - q)."""
+    MASE; ``coverage_<P>``: share of actuals inside each central P% interval (levels q, 1 - q).
+    Over the observed (non-NaN) actuals only; NaN when there are none."""
     levels = {**quantiles, 0.5: median}
     out = {"spl": float(np.mean([pinball(y, f, q) for q, f in levels.items()])) / scale}
     for q, lo in quantiles.items():
         hi = quantiles.get(round(1 - q, 10))
         if q < 0.5 and hi is not None:
-            out[f"coverage_{round(100 * (1 - 2 * q)):d}"] = float(np.mean((y >= lo) & (y <= hi)))
+            ys, los, his = _observed(y, lo, hi)
+            out[f"coverage_{round(100 * (1 - 2 * q)):d}"] = _mean((ys >= los) & (ys <= his))
     return out
 
 
 def mae(y: np.ndarray, f: np.ndarray) -> float:
-    return float(np.mean(np.abs(y - f)))
+    """Mean absolute error over the observed (non-NaN) actuals; NaN when there are none."""
+    y, f = _observed(y, f)
+    return _mean(np.abs(y - f))
 
 
 def rmse(y: np.ndarray, f: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((y - f) ** 2)))
+    """Root mean squared error over the observed (non-NaN) actuals; NaN when there are none."""
+    y, f = _observed(y, f)
+    return float(np.sqrt(_mean((y - f) ** 2)))
 
 
 def smape(y: np.ndarray, f: np.ndarray) -> float:
-    """Symmetric MAPE in percent (0..200); a 0/0 term counts as 0."""
+    """Symmetric MAPE in percent (0..200) over the observed (non-NaN) actuals; a 0/0 term
+    counts as 0; NaN when there are no observed actuals."""
+    y, f = _observed(y, f)
     denom = np.abs(y) + np.abs(f)
     ratio = np.divide(
         2 * np.abs(y - f), denom, out=np.zeros_like(denom, dtype=float), where=denom > 0
     )
-    return float(100 * np.mean(ratio))
+    return 100 * _mean(ratio)
 
 
 def mase_scale(train: np.ndarray, season: int) -> float:
@@ -119,12 +145,15 @@ def cross_validation(
 
     Returns one row per series, window and step: ``unique_id, window, cutoff, ds, y, model,
     naive, seasonal_naive, mase_scale`` (and the model's ``q<level>`` columns when it forecasts
-    quantiles); ``cutoff`` is the last timestamp the forecast saw.
+    quantiles); ``cutoff`` is the last timestamp the forecast saw. ``y`` is NaN where the
+    target was filled rather than observed (:attr:`SeriesData.filled`): those points are not
+    scored.
     """
     from seqlab.inference import truncate
 
     parts = []
     lengths = series.frame.groupby("unique_id", sort=False).size()
+    filled = pd.Series(series.filled_mask(series.frame), index=series.frame.index)
     for window, offset in zip(labels or range(len(offsets)), offsets):
         # A series with too little history before this cutoff is left out of this window.
         enough = set(lengths.index[lengths - offset >= min_history])
@@ -141,6 +170,8 @@ def cross_validation(
             where = pd.MultiIndex.from_arrays(
                 [np.full(len(future), sid, dtype=object), future["ds"].to_numpy()]
             )
+            actual = future["y"].to_numpy("float64").copy()
+            actual[filled.loc[future.index].to_numpy()] = np.nan  # filled, not observed
             model = fc.reindex(where)
             quantiles = {c: out[c].reindex(where).to_numpy("float64") for c in qcols}
             parts.append(
@@ -150,7 +181,7 @@ def cross_validation(
                         "window": window,
                         "cutoff": g["ds"].iloc[len(past) - 1],
                         "ds": future["ds"].to_numpy(),
-                        "y": future["y"].to_numpy("float64"),
+                        "y": actual,
                         "model": model.to_numpy("float64"),
                         "naive": naive_forecast(past, horizon)[: len(future)],
                         "seasonal_naive": seasonal_naive_forecast(past, horizon, season)[
