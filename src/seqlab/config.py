@@ -40,9 +40,12 @@ class DataConfig(_Section):
     freq: str | None = None
     """Pandas offset alias (``MS``, ``D``, ``h``...). Inferred when unset."""
     fill: Literal["error", "ffill", "interpolate", "zero"] = "error"
-    """What to do with missing timestamps (gaps): fail, or fill them."""
+    """What to do with missing timestamps (gaps): fail, or fill them from the past only
+    (``ffill`` and ``interpolate`` carry the last observed value forward; ``zero``). Filled
+    points are never scored."""
     nan_policy: Literal["error", "interpolate"] = "error"
-    """What to do with NaN/inf target values."""
+    """What to do with NaN/inf target values: fail, or carry the last finite value forward
+    (points before a series' first finite value are dropped, with a warning); never scored."""
     encoding: str = "utf-8"
     """Text encoding of a CSV source (``latin-1``, ``cp1252``...)."""
 

@@ -29,6 +29,7 @@ import pandas as pd
 from seqlab import __version__, conformal
 from seqlab.config import DataConfig, PipelineConfig, with_overrides
 from seqlab.data import DataError, SeriesData, season_length, validate
+from seqlab.data import _parse_times as parse_times
 from seqlab.devices import resolve_device
 from seqlab.models import EnsembleForecaster, Forecaster, RecurrentForecaster, build_model
 from seqlab.redact import redact_tree
@@ -376,7 +377,7 @@ class FittedForecaster:
                     "unique_id": ahead[dcfg.series_id].astype(str)
                     if dcfg.series_id
                     else "series_0",
-                    "ds": pd.to_datetime(ahead[dcfg.time_column]),
+                    "ds": parse_times(ahead, dcfg.time_column),
                 }
             )
             for c in self.columns.future_covariates:

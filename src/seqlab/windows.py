@@ -17,6 +17,7 @@ Scalers see only the training part of the fit they belong to.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -325,8 +326,10 @@ class PreparedData:
 
     def val_mase(self, scaled: np.ndarray) -> float:
         """Mean MASE of validation forecasts (model outputs on ``x_val``), in data units."""
-        errors = np.abs(self.decode_val(scaled) - self.val_target).mean(axis=1)
-        return float(np.nanmean(errors / self.mase_scale[self.val_series]))
+        with warnings.catch_warnings():  # a window of filled points only scores NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            errors = np.nanmean(np.abs(self.decode_val(scaled) - self.val_target), axis=1)
+            return float(np.nanmean(errors / self.mase_scale[self.val_series]))
 
 
 def prepare(
@@ -365,11 +368,12 @@ def prepare(
 
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")
-    sids, raws, anchors = [], [], []
+    sids, raws, anchors, filled = [], [], [], []
     for sid, g in data.frame.groupby("unique_id", sort=False):
         sids.append(str(sid))
         raws.append(raw_features(g, data.freq, data.covariates, calendar))
         anchors.append(g["ds"].iloc[0])
+        filled.append(data.filled_mask(g))  # filled target points are never scored
     n_calendar = raws[0].shape[1] - 1 - len(data.covariates) if raws else 0
     ends = [len(v) - holdout for v in raws]
     # What the scaler and the seasonal indices are fitted on: each series before its holdout.
@@ -430,7 +434,7 @@ def prepare(
     for i, (v, end) in enumerate(zip(raws, ends)):
         if not usable[i]:
             continue
-        raw = v[:, 0]
+        raw = np.where(filled[i], np.nan, v[:, 0])  # the actuals validation scores
         scaled = spec.encode(v, i, np.arange(len(v)))
         if lead:
             scaled = np.vstack([np.repeat(scaled[:1], lead, axis=0), scaled])
