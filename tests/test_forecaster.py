@@ -233,3 +233,28 @@ def test_the_ensemble_forecast_is_a_member_forecast(tiny_config) -> None:
     assert at_member.all()  # a true median under the log transform: never a geometric mean
     with torch.no_grad():
         assert fitted.network.hparams["ensemble_size"] == 2
+
+
+@pytest.mark.parametrize("deseason", ["none", "additive", "multiplicative"])
+@pytest.mark.parametrize("scaler", ["standard", "mase", "minmax"])
+def test_nothing_after_a_cutoff_reaches_the_fit_before_it(tmp_path, deseason, scaler) -> None:
+    """Changing every value after the first backtest cutoff changes no training input, scale,
+    seasonal index or forecast input at that cutoff."""
+    cfg = config(tmp_path, **{"window.deseasonalize": deseason, "window.scaler": scaler})
+    frame = frame_with_everything()
+    series = validate(frame, cfg.data)
+    later = frame.copy()
+    positions = later.groupby("store").cumcount(ascending=False) < cfg.test_size
+    later.loc[positions, ["y", "temp"]] *= 3.0  # every value after each series' cutoff
+    changed = validate(later, cfg.data)
+    a = prepare_fit(series, cfg, holdout=cfg.test_size)
+    b = prepare_fit(changed, cfg, holdout=cfg.test_size)
+    np.testing.assert_array_equal(a.spec.scaler.loc, b.spec.scaler.loc)
+    np.testing.assert_array_equal(a.spec.scaler.scale, b.spec.scaler.scale)
+    if deseason != "none":
+        np.testing.assert_array_equal(a.spec.seasonality.indices, b.spec.seasonality.indices)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    at_cutoff = a.spec.forecast_inputs(truncate(series, cfg.test_size), future=series.frame)
+    same = b.spec.forecast_inputs(truncate(changed, cfg.test_size), future=changed.frame)
+    np.testing.assert_array_equal(at_cutoff.x, same.x)

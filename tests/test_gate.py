@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from seqlab.evaluate import score_backtest
-from seqlab.promotion import RETRAINED, UNSEEN, ChampionScores, decide, unseen_windows
+from seqlab.promotion import (
+    RETRAINED,
+    UNSEEN,
+    ChampionScores,
+    decide,
+    decision_markdown,
+    unseen_pairs,
+)
 
 
 def bt(errors: list[float], snaive: float = 1.0, windows: list[int] | None = None):
@@ -89,10 +96,67 @@ def test_non_finite_challenger_never_promotes() -> None:
     assert not decide(bt([math.inf, 0.1]), "mase").promote
 
 
-def test_unseen_windows_follow_the_champions_training_end() -> None:
+def test_unseen_pairs_follow_the_champions_training_end_per_series() -> None:
     b = bt([0.1, 0.2, 0.3])  # cutoffs 2024-01-01, -11, -21
-    assert unseen_windows(b, {"a": "2024-01-11T00:00:00"}) == [1, 2]
-    assert unseen_windows(b, {"a": "2024-02-01T00:00:00"}) == []
-    assert unseen_windows(b, {"b": "2023-01-01T00:00:00"}) == []  # another series: unknown
-    assert unseen_windows(b, {}) == []
+    assert unseen_pairs(b, {"a": "2024-01-11T00:00:00"}) == {("a", 1), ("a", 2)}
+    assert unseen_pairs(b, {"a": "2024-02-01T00:00:00"}) == set()
+    assert unseen_pairs(b, {"b": "2023-01-01T00:00:00"}) == set()  # another series: unknown
+    assert unseen_pairs(b, {}) == set()
     assert np.isfinite(b.mean["model"]["mase"])
+
+
+def pairs_bt(errors: dict[tuple[str, int], float]):
+    """A backtest with model error ``errors[(series, window)]`` (MASE scale 1) on those pairs
+    only, seasonal naive 1.0 everywhere."""
+    rows = []
+    for (sid, w), e in errors.items():
+        cutoff = pd.Timestamp("2024-01-01") + pd.Timedelta(days=10 * w)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "unique_id": sid,
+                    "window": w,
+                    "cutoff": cutoff,
+                    "ds": pd.date_range(cutoff + pd.Timedelta(days=1), periods=2, freq="D"),
+                    "y": 0.0,
+                    "model": e,
+                    "naive": 5.0,
+                    "seasonal_naive": 1.0 if sid == "long" else 3.0,
+                    "mase_scale": 1.0,
+                }
+            )
+        )
+    return score_backtest(pd.concat(rows, ignore_index=True), season=1)
+
+
+def test_the_audits_case_a_challenger_worse_on_both_series_is_not_promoted() -> None:
+    """Two series of different lengths; the challenger is worse on both (0.5 vs 0.4 on the long
+    one, 2.0 vs 1.6 on the short one) but cannot forecast the short one in window 0. Scored on
+    different series per window it looked better (0.875 < 1.0); on the same pairs it is not."""
+    challenger = pairs_bt({("long", 0): 0.5, ("long", 1): 0.5, ("short", 1): 2.0})
+    champion = pairs_bt({("long", 0): 0.4, ("short", 0): 1.6, ("long", 1): 0.4, ("short", 1): 1.6})
+    d = decide(challenger, "mase", champion=ChampionScores("1", UNSEEN, champion))
+    assert not d.promote and "does not forecast 1 series" in d.reason and "short" in d.reason
+    assert d.left_out == {"0": {"short": "challenger: no forecast (too short for it)"}}
+    assert d.series == {"0": ["long"], "1": ["long", "short"]}
+    # The champion that cannot forecast the short series in window 0 (a longer input) is
+    # compared on the common pairs and still wins: 0.875 vs 0.7.
+    narrow = pairs_bt({("long", 0): 0.4, ("long", 1): 0.4, ("short", 1): 1.6})
+    left = {0: {"short": "3 points of history before the cutoff; the model reads 5"}}
+    d = decide(challenger, "mase", champion=ChampionScores("1", UNSEEN, narrow, left_out=left))
+    assert not d.promote and d.champion == pytest.approx(0.7)
+    assert d.challenger == pytest.approx(0.875)
+    assert d.series == {"0": ["long"], "1": ["long", "short"]}
+    figures = d.figures()  # what promotion/decision.json holds
+    assert figures["series"] == {"0": ["long"], "1": ["long", "short"]}
+    assert figures["left_out"] == {}  # both sides lack (short, 0): nothing to compare there
+
+
+def test_a_champion_that_cannot_forecast_a_series_never_blocks_promotion() -> None:
+    challenger = pairs_bt({("long", 0): 0.2, ("short", 0): 0.5, ("long", 1): 0.2})
+    champion = pairs_bt({("long", 0): 0.4, ("long", 1): 0.4})
+    left = {0: {"short": "not in the model's training data"}}
+    d = decide(challenger, "mase", champion=ChampionScores("4", UNSEEN, champion, left_out=left))
+    assert d.promote and d.challenger == pytest.approx(0.2) and d.champion == pytest.approx(0.4)
+    assert d.left_out == {"0": {"short": "champion: not in the model's training data"}}
+    assert "series `short`: champion: not in the model's training data" in decision_markdown(d)

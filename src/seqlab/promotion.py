@@ -109,14 +109,23 @@ def decision_markdown(d: Decision) -> str:
         f"Compared on `{d.metric}` ({d.comparison}); seasonal naive on all backtest windows: "
         f"{'-' if d.baseline is None else f'{d.baseline:.4f}'}.",
         "",
-        "| window | cutoff | challenger | champion |",
-        "|---:|---|---:|---:|",
+        "| window | cutoff | challenger | champion | series compared |",
+        "|---:|---|---:|---:|---|",
     ]
     champ = d.champion_scores or [None] * len(d.windows)
     for w, c, mine, theirs in zip(d.windows, d.cutoffs, d.challenger_scores, champ):
+        compared = d.series.get(str(w))
+        shown = "all" if compared is None else f"{len(compared)}: {', '.join(compared[:5])}"
         lines.append(
-            f"| {w} | {c[:10]} | {mine:.4f} | {'-' if theirs is None else f'{theirs:.4f}'} |"
+            f"| {w} | {c[:10]} | {mine:.4f} | {'-' if theirs is None else f'{theirs:.4f}'} "
+            f"| {shown} |"
         )
+    left = [(w, sid, why) for w, out in d.left_out.items() for sid, why in out.items()]
+    if left:
+        lines += ["", "Left out of the comparison:", ""]
+        lines += [f"- window {w}, series `{sid}`: {why}" for w, sid, why in left[:20]]
+        if len(left) > 20:
+            lines.append(f"- ... and {len(left) - 20} more (promotion/decision.json)")
     return "\n".join(lines)
 
 

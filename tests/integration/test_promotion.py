@@ -69,7 +69,7 @@ def test_a_model_that_loses_to_seasonal_naive_is_registered_never_promoted(store
     assert float(v1["seqlab.promotion.seasonal_naive"]) == pytest.approx(
         weak.metrics["test/seasonal_naive/mase"], rel=1e-4
     )
-    assert registry.alias_version(client, NAME, "challenger") is not None
+    assert registry.alias_version(client, NAME, "challenger") == "5"  # the newest version
     history = registry.alias_history(client, NAME)
     assert not [m for m in history if m.alias == "champion" and m.to_version == "1"]
 
@@ -87,6 +87,11 @@ def test_champion_scored_through_its_pyfunc_on_windows_it_never_saw(store) -> No
     )
     scores = json.loads(v3["seqlab.promotion.scores"])
     assert scores["windows"] == [0, 1, 2] and len(scores["cutoffs"]) == 3
+    # decision.json: the series both sides were scored on, per window, and none left out
+    local = client.download_artifacts(runs["weak_vs_unseen"].run_id, "promotion/decision.json")
+    decision = json.loads(open(local).read())
+    assert decision["series"] == {"0": ["series_0"], "1": ["series_0"], "2": ["series_0"]}
+    assert decision["left_out"] == {} and decision["champion_version"] == "2"
     assert len(scores["challenger"]) == len(scores["champion"]) == 3
     # Same recipe, same data, same seed: v4 ties v2 on unseen windows, and ties keep v2.
     v4 = tags(client, "4")
