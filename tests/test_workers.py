@@ -3,6 +3,7 @@ and a real worker process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import FAULT_WORKER, worker_env
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import TuningResult, liveness, storage, tune_study, worker
+from seqlab.tuning import objective as objective_mod
 from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
 from seqlab.tuning.pool import worker_command
 
@@ -266,6 +268,55 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
     [trial] = study.get_trials()
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"].startswith("interrupted")
+
+
+@pytest.fixture
+def sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt here, as in a worker process (interrupt_on_sigterm)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_after(fn):
+    """``fn`` that sends this process one SIGTERM the first time it returns: its handler runs
+    right there, at a moment of the trial chosen by the test instead of by the machine's load."""
+    fired = []
+
+    def wrapped(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    return wrapped
+
+
+@pytest.mark.parametrize("moment", ["trial created", "objective started"])
+def test_sigterm_at_any_moment_of_a_trial_fails_it_with_its_reason(
+    cfg_for, monkeypatch, sigterm_interrupts, moment
+):
+    """Between ``ask`` and the objective, or before the objective's training starts: the trial
+    must still end FAILED with its reason, not RUNNING nor FAILED without one."""
+    cfg = cfg_for()
+    study = published_study(cfg, series_for(cfg))
+    if moment == "trial created":
+        monkeypatch.setattr(optuna.Study, "ask", sigterm_after(optuna.Study.ask))
+    else:  # the objective records its owner before it trains
+        monkeypatch.setattr(
+            objective_mod, "owner_record", sigterm_after(objective_mod.owner_record)
+        )
+    with pytest.raises(KeyboardInterrupt):
+        worker.run_worker(cfg.study_name, cfg.tune.storage)
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "interrupted (SIGTERM or Ctrl-C)"
+    assert signal.getsignal(signal.SIGTERM).__name__ == "handler"  # the worker's, given back
 
 
 def test_cli_tune_worker_joins_the_study(cfg_for):
