@@ -201,14 +201,16 @@ def test_pid_reuse_is_not_mistaken_for_the_worker():
     assert liveness.owner_alive({**owner, "host": "elsewhere"}) is None
 
 
-def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path):
+def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path, monkeypatch):
     study = optuna.create_study(
         study_name="s", storage=storage.make_storage(f"{tmp_path}/study.log")
     )
     silent, beating, _young = study.ask(), study.ask(), study.ask()
-    old = time.time() - 3600
-    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
-    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
+    now = time.time()
+    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, now - 3600)
+    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, now)
+    # Checked 1 s later by a fake clock: a slow machine must not age the live heartbeat.
+    monkeypatch.setattr(liveness, "time", SimpleNamespace(time=lambda: now + 1))
     assert liveness.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
     assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
     assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
@@ -357,7 +359,7 @@ def test_a_waiting_worker_skips_a_complete_study_for_the_next_one(cfg_for):
     later = threading.Timer(0.6, lambda: published_study(new_cfg, series))
     later.start()
     try:
-        joined = worker.await_study(new_cfg.study_name, st, timeout=30, poll=0.1)
+        joined = worker.await_study(new_cfg.study_name, st, timeout=300, poll=0.1)
     finally:
         later.join()
     assert joined.study_name != old.study_name
