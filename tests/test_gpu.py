@@ -7,11 +7,13 @@ where only torch, numpy, pandas and the carried wheels (optuna, pydantic, pyyaml
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 
+import seqlab.train as train_mod
 from conftest import sine_frame
 from seqlab.config import TrainConfig, build_config
 from seqlab.data import validate
@@ -66,18 +68,51 @@ def test_auto_device_is_cuda_and_everything_lives_there(tmp_path, series) -> Non
     assert DeviceData.from_prepared(prepared, resolve_device("auto")).x_train.is_cuda
 
 
-def test_bf16_trains_and_auto_precision_picks_by_size(tmp_path, series) -> None:
+def test_bf16_trains_and_auto_precision_picks_by_size(tmp_path, series, monkeypatch) -> None:
     prepared = prepare_data(series, cfg(tmp_path))
     _, hist = train_model(prepared, cfg(tmp_path, precision="bf16"))
     assert hist.precision == "bf16" and all(v == v for v in hist.train_loss)
+    # Which precision each train_epoch call ran in: auto times both, then trains in the winner.
+    ran: list[str] = []
+    real_epoch = train_mod.train_epoch
+
+    def spy(*args, **kwargs):
+        ran.append(args[7])  # train_epoch(model, opt, x, y, batch, loss, clip, precision, ...)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_epoch", spy)
+    auto = TrainConfig(max_epochs=1, device="cuda", precision="auto", batch_size=256)
     big = RecurrentForecaster(1, 7, "lstm", hidden_size=512, num_layers=2)
-    h = fit(
-        big, prepared, TrainConfig(max_epochs=1, device="cuda", precision="auto", batch_size=256)
-    )
-    assert h.precision in ("fp32", "bf16")  # measured, not assumed
+    h = fit(big, prepared, auto)
+    assert ran[:4] == ["fp32", "bf16", "fp32", "bf16"]  # measured, not assumed
+    assert ran[4:] == [h.precision]  # and the epoch trained in the precision it chose
     assert all(math.isfinite(v) for v in h.train_loss)
+    ran.clear()
     small = RecurrentForecaster(1, 7, "lstm", hidden_size=16)
     assert fit(small, prepared, TrainConfig(max_epochs=1, device="cuda")).precision == "fp32"
+    assert ran == ["fp32"]  # too small to ever pay: not even measured
+
+
+@pytest.mark.parametrize("bf16_cost, expected", [(0.5, "bf16"), (0.95, "fp32")])
+def test_auto_precision_keeps_bf16_only_when_clearly_faster(
+    tmp_path, series, monkeypatch, bf16_cost: float, expected: str
+) -> None:
+    """The choice follows the timings: bf16 must be over 10% faster to be kept."""
+    now = [0.0]
+    cost = {"fp32": 1.0, "bf16": bf16_cost}
+
+    def timed_epoch(*args, **kwargs):
+        now[0] += cost[args[7]]  # a fake clock: each measured epoch takes its precision's cost
+        return torch.zeros((), device="cuda")
+
+    monkeypatch.setattr(train_mod, "train_epoch", timed_epoch)
+    monkeypatch.setattr(train_mod, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    prepared = prepare_data(series, cfg(tmp_path))
+    data = DeviceData.from_prepared(prepared, torch.device("cuda"))
+    big = RecurrentForecaster(1, 7, "lstm", hidden_size=512).cuda()
+    loss = torch.nn.L1Loss().cuda()
+    auto = TrainConfig(device="cuda", precision="auto", batch_size=256)
+    assert train_mod.choose_precision(big, data, auto, loss) == expected
 
 
 def test_packing_gives_several_slots_per_gpu() -> None:

@@ -3,11 +3,12 @@ and a real worker process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
-import zlib
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -17,6 +18,7 @@ from conftest import FAULT_WORKER, worker_env
 from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
 from seqlab.tuning import TuningResult, liveness, storage, tune_study, worker
+from seqlab.tuning import objective as objective_mod
 from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
 from seqlab.tuning.pool import worker_command
 
@@ -105,10 +107,14 @@ def test_each_worker_gets_its_own_sampler_seed(monkeypatch):
         offsets.setdefault(pid, set()).add(worker.worker_seed_offset())
     assert all(len(v) == 1 for v in offsets.values())
     assert len({v for s in offsets.values() for v in s}) == 3
-    host = worker.socket.gethostname()
-    assert offsets[101] == {1 + zlib.crc32(f"{host}:101".encode()) % 1_000_003}
     monkeypatch.setenv("SEQLAB_WORKER_RANK", "not-a-rank")  # ignored, not a crash
     assert worker.worker_seed_offset() in offsets[101]  # the last pid set
+    # The same pid on another host (an external worker elsewhere) gets another offset.
+    monkeypatch.setattr(worker.socket, "gethostname", lambda: "another-host")
+    assert worker.worker_seed_offset() not in offsets[101]
+    # Never 0, even for a host and pid whose hash is a multiple of the modulus.
+    monkeypatch.setattr(worker.zlib, "crc32", lambda _b: 7 * 1_000_003)
+    assert worker.worker_seed_offset() >= 1
 
 
 # ---------------------------------------------------------------- the worker command line
@@ -195,14 +201,16 @@ def test_pid_reuse_is_not_mistaken_for_the_worker():
     assert liveness.owner_alive({**owner, "host": "elsewhere"}) is None
 
 
-def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path):
+def test_journal_trial_whose_heartbeat_stopped_is_failed_as_stale(tmp_path, monkeypatch):
     study = optuna.create_study(
         study_name="s", storage=storage.make_storage(f"{tmp_path}/study.log")
     )
     silent, beating, _young = study.ask(), study.ask(), study.ask()
-    old = time.time() - 3600
-    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, old)
-    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, time.time())
+    now = time.time()
+    study._storage.set_trial_system_attr(silent._trial_id, HEARTBEAT_ATTR, now - 3600)
+    study._storage.set_trial_system_attr(beating._trial_id, HEARTBEAT_ATTR, now)
+    # Checked 1 s later by a fake clock: a slow machine must not age the live heartbeat.
+    monkeypatch.setattr(liveness, "time", SimpleNamespace(time=lambda: now + 1))
     assert liveness.fail_stale_trials(study, heartbeat_interval=5) == [silent.number]
     assert "no heartbeat" in study.trials[0].user_attrs["fail_reason"]
     assert [t.state for t in study.trials[1:]] == [TrialState.RUNNING] * 2
@@ -214,8 +222,11 @@ def test_journal_trial_that_never_beat_counts_from_its_start(tmp_path, monkeypat
         study_name="s", storage=storage.make_storage(f"{tmp_path}/study.log")
     )
     trial = study.ask()  # its worker died before the first heartbeat
+    started = study.trials[0].datetime_start.timestamp()
+    now = [started + 1.9]  # grace: 2 intervals; a fake clock, so the machine's load cannot matter
+    monkeypatch.setattr(liveness, "time", SimpleNamespace(time=lambda: now[0]))
     assert liveness.fail_stale_trials(study, heartbeat_interval=1) == []
-    time.sleep(2.2)
+    now[0] = started + 2.1
     assert liveness.fail_stale_trials(study, heartbeat_interval=1) == [trial.number]
 
 
@@ -224,7 +235,7 @@ def test_rdb_trial_without_heartbeat_is_failed_as_stale(tmp_path):
     study = optuna.create_study(study_name="s", storage=st)
     trial = study.ask()
     study._storage.record_heartbeat(trial._trial_id)
-    time.sleep(3.2)  # grace is 2 s; SQLite's clock has one-second resolution
+    time.sleep(3.2)  # grace is 2 s; SQLite's clock has one-second resolution (a lower bound)
     assert liveness.fail_stale_trials(study) == [trial.number]
     assert "no heartbeat for over 2s" in study.trials[0].user_attrs["fail_reason"]
 
@@ -251,14 +262,14 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
         while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "the worker never started a trial"
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         # A loaded 2-core machine can delay the signal handler until a torch op or SQLite wait ends.
-        assert proc.wait(90) == worker.EXIT_INTERRUPTED
+        assert proc.wait(300) == worker.EXIT_INTERRUPTED
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -266,6 +277,55 @@ def test_sigterm_fails_the_running_trial_and_exits_cleanly(cfg_for):
     [trial] = study.get_trials()
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"].startswith("interrupted")
+
+
+@pytest.fixture
+def sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt here, as in a worker process (interrupt_on_sigterm)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_after(fn):
+    """``fn`` that sends this process one SIGTERM the first time it returns: its handler runs
+    right there, at a moment of the trial chosen by the test instead of by the machine's load."""
+    fired = []
+
+    def wrapped(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    return wrapped
+
+
+@pytest.mark.parametrize("moment", ["trial created", "objective started"])
+def test_sigterm_at_any_moment_of_a_trial_fails_it_with_its_reason(
+    cfg_for, monkeypatch, sigterm_interrupts, moment
+):
+    """Between ``ask`` and the objective, or before the objective's training starts: the trial
+    must still end FAILED with its reason, not RUNNING nor FAILED without one."""
+    cfg = cfg_for()
+    study = published_study(cfg, series_for(cfg))
+    if moment == "trial created":
+        monkeypatch.setattr(optuna.Study, "ask", sigterm_after(optuna.Study.ask))
+    else:  # the objective records its owner before it trains
+        monkeypatch.setattr(
+            objective_mod, "owner_record", sigterm_after(objective_mod.owner_record)
+        )
+    with pytest.raises(KeyboardInterrupt):
+        worker.run_worker(cfg.study_name, cfg.tune.storage)
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "interrupted (SIGTERM or Ctrl-C)"
+    assert signal.getsignal(signal.SIGTERM).__name__ == "handler"  # the worker's, given back
 
 
 def test_cli_tune_worker_joins_the_study(cfg_for):
@@ -299,7 +359,7 @@ def test_a_waiting_worker_skips_a_complete_study_for_the_next_one(cfg_for):
     later = threading.Timer(0.6, lambda: published_study(new_cfg, series))
     later.start()
     try:
-        joined = worker.await_study(new_cfg.study_name, st, timeout=30, poll=0.1)
+        joined = worker.await_study(new_cfg.study_name, st, timeout=300, poll=0.1)
     finally:
         later.join()
     assert joined.study_name != old.study_name

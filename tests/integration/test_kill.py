@@ -3,8 +3,10 @@ left RUNNING and finishes exactly n_trials; a run waiting for workers stops on S
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,8 +18,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import cli_env
+from seqlab.tuning.storage import ATTR_CONFIG
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]  # a loaded machine
 ARGS = [
     "tune.n_trials=4",
     "tune.n_startup_trials=2",
@@ -42,27 +45,49 @@ def start(tmp: Path, args: list[str]) -> subprocess.Popen:
     )  # its own process group, as a scheduler's
 
 
+def _storage(tmp: Path) -> optuna.storages.RDBStorage | None:
+    """The run's Optuna storage, once the run has created its schema; None before.
+
+    Opened only when the schema is complete (its alembic stamp is written last), and without
+    creating tables: a reader racing the run to create them could make either one fail. Any
+    error past that point is a real one and fails the test.
+    """
+    db = tmp / "mlruns" / "optuna.db"
+    if not db.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
+        stamped = (
+            con.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
+            ).fetchone()[0]
+            and con.execute("SELECT count(*) FROM alembic_version").fetchone()[0]
+        )
+    if not stamped:
+        return None
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{db}",
+        engine_kwargs={"connect_args": {"timeout": 60}},  # wait for the run's write locks
+        skip_table_creation=True,
+    )
+
+
 def trials(tmp: Path) -> list:
-    storage = f"sqlite:///{tmp}/mlruns/optuna.db"
-    if not (tmp / "mlruns" / "optuna.db").exists():
+    storage = _storage(tmp)
+    if storage is None:
         return []
-    try:
-        names = optuna.get_all_study_names(storage)
-        return [t for n in names for t in optuna.load_study(study_name=n, storage=storage).trials]
-    except Exception:  # the schema is being created
-        return []
+    names = optuna.get_all_study_names(storage)
+    return [t for n in names for t in optuna.load_study(study_name=n, storage=storage).trials]
 
 
-def study_names(tmp: Path) -> list[str]:
-    if not (tmp / "mlruns" / "optuna.db").exists():
-        return []
-    try:
-        return optuna.get_all_study_names(f"sqlite:///{tmp}/mlruns/optuna.db")
-    except Exception:  # the pipeline is creating the schema right now
-        return []
+def published(tmp: Path) -> bool:
+    """The run has published its study (config attached): it is about to run or wait for trials."""
+    storage = _storage(tmp)
+    return storage is not None and any(
+        ATTR_CONFIG in s.user_attrs for s in optuna.get_all_studies(storage)
+    )
 
 
-def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: float = 150) -> None:
+def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: float = 400) -> None:
     deadline = time.monotonic() + timeout
     while not ready(trials(tmp)):
         assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
@@ -80,17 +105,24 @@ def running(ts) -> bool:
 def test_killed_pipelines_leave_nothing_running_and_the_next_finishes_exactly(tmp_path) -> None:
     # Moment 1: right after the first trial starts.
     kill_when(start(tmp_path, ARGS), tmp_path, running, "a running trial")
-    # Moment 2: mid-study, a trial finished and the next one running.
-    done = sum(t.state == TrialState.COMPLETE for t in trials(tmp_path))
+    # Moment 2: mid-study, a trial finished and the next one running. The first run's trial may
+    # still be RUNNING here (killed before it recorded its owner, it is reaped only after a
+    # grace period): the running trial must be one this run started.
+    before = trials(tmp_path)
+    done = sum(t.state == TrialState.COMPLETE for t in before)
+    last = max(t.number for t in before)
     kill_when(
         start(tmp_path, ARGS),
         tmp_path,
-        lambda ts: sum(t.state == TrialState.COMPLETE for t in ts) > done and running(ts),
-        "a finished trial and a running one",
+        lambda ts: (
+            sum(t.state == TrialState.COMPLETE for t in ts) > done
+            and any(t.state == TrialState.RUNNING and t.number > last for t in ts)
+        ),
+        "a finished trial and a new running one",
     )
     # The next run reaps both and tops the study up to exactly n_trials.
     final = start(tmp_path, ARGS)
-    assert final.wait(300) == 0, final.stderr.read()[-3000:]
+    assert final.wait(900) == 0, final.stderr.read()[-3000:]
     final.stderr.close()
     ts = trials(tmp_path)
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts) == 4
@@ -112,14 +144,14 @@ def test_killed_pipelines_leave_nothing_running_and_the_next_finishes_exactly(tm
 
 def test_a_run_waiting_for_workers_stops_on_sigterm(tmp_path) -> None:
     proc = start(tmp_path, [*ARGS, "tune.workers=0"])
-    deadline = time.monotonic() + 120
-    while not study_names(tmp_path):  # the pipeline is tuning: waiting for external workers
-        assert proc.poll() is None and time.monotonic() < deadline
+    deadline = time.monotonic() + 400
+    while not published(tmp_path):  # published: next, it waits for `seqlab tune-worker`s
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "the run never published its study"
         time.sleep(0.2)
-    time.sleep(1.0)  # waiting for `seqlab tune-worker` processes now
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 130
+    assert proc.wait(300) == 130, proc.stderr.read()[-2000:]
     proc.stderr.close()
     print(f"stopped {time.monotonic() - t0:.1f} s after SIGTERM")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")

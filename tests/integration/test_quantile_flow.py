@@ -52,22 +52,42 @@ def test_quantile_ensemble_is_backtested_registered_and_served_with_intervals(
     assert "intervals: 80% band held" in note and "the network's own" in note
     client = mlflow.tracking.MlflowClient(summary.tracking_uri)
     run = client.get_run(summary.run_id)
-    assert 0 <= run.data.metrics["test/coverage_80"] <= 1 and run.data.metrics["test/spl"] > 0
-    assert 0 <= run.data.metrics["test/raw_coverage_80"] <= 1
-    steps = client.get_metric_history(summary.run_id, "backtest/coverage_80")
-    assert sorted(m.step for m in steps) == [0, 1, 2]  # one per backtest window
     cv = pd.read_csv(
         client.download_artifacts(summary.run_id, "backtest/cross_validation.csv", str(tmp_path))
     )
-    assert {"q0.1", "q0.9"} <= set(cv.columns)
+    assert {"q0.1", "q0.9", "raw_q0.1", "raw_q0.9"} <= set(cv.columns)
+    assert not np.allclose(cv["q0.1"], cv["raw_q0.1"])  # calibrated intervals differ from raw
+    # The logged scores are those of the logged forecasts: per window, the share of actuals in
+    # the calibrated (and the network's own) 80% band, and the scaled pinball loss.
+    by_window = cv.groupby("window", sort=True)
+
+    def inside(lo: str, hi: str) -> pd.Series:
+        return by_window.apply(lambda g: ((g["y"] >= g[lo]) & (g["y"] <= g[hi])).mean())
+
+    def spl(g: pd.DataFrame) -> float:
+        levels = {0.1: g["q0.1"], 0.5: g["model"], 0.9: g["q0.9"]}
+        d = {q: g["y"] - f for q, f in levels.items()}
+        loss = [np.maximum(q * d[q], (q - 1) * d[q]).mean() for q in levels]
+        return float(np.mean(loss) / g["mase_scale"].iloc[0])
+
+    coverage = inside("q0.1", "q0.9")
+    steps = client.get_metric_history(summary.run_id, "backtest/coverage_80")
+    assert {m.step: m.value for m in steps} == pytest.approx(coverage.to_dict())  # per window
+    assert sorted(coverage.index) == [0, 1, 2]  # one per backtest window
+    metrics = run.data.metrics
+    assert metrics["test/coverage_80"] == pytest.approx(coverage.mean())
+    assert metrics["test/raw_coverage_80"] == pytest.approx(inside("raw_q0.1", "raw_q0.9").mean())
+    assert metrics["test/spl"] == pytest.approx(by_window.apply(spl).mean())
 
     model = serving.load_forecaster(client, summary.model_name, summary.version)
     meta = model.unwrap_python_model().meta
-    assert meta["hparams"]["ensemble_size"] == 2 and meta["hparams"]["quantiles"] == [0.1, 0.5, 0.9]
-    assert meta["seasonality"]["kind"] == "additive"
-    assert meta["future_covariates"] == ["promo"] and meta["calendar"] is True
-    assert set(meta["conformal"]) == {"0.1"}  # the 80% interval's margin, from the backtest
-    assert set(meta["conformal_scale"]) == {"series_0"}  # in the scale of the data it saw
+    assert meta["network"]["ensemble_size"] == 2
+    assert meta["network"]["quantiles"] == [0.1, 0.5, 0.9]
+    assert meta["features"]["seasonality"]["kind"] == "additive"
+    assert meta["future_covariates"] == ["promo"] and meta["features"]["calendar"] is True
+    intervals = meta["intervals"]  # the 80% interval's margin, from the backtest
+    assert set(intervals["margins"]) == {"0.1"} and intervals["levels"] == [0.1, 0.9]
+    assert set(intervals["scales"]) == {"series_0"}  # in the scale of the data it saw
     data = pd.read_csv(path, parse_dates=["ds"])
     with pytest.raises(DataError, match="lacks future values of promo"):
         serving.predict_checked(model, data.tail(30))

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -22,16 +27,99 @@ class TuningError(RuntimeError):
     """Trials keep failing in a row: a systematic problem (search space, data, memory)."""
 
 
+INTERRUPTED_REASON = "interrupted (SIGTERM or Ctrl-C)"
+
+
+class _Deferral:
+    """Interrupts (SIGTERM, Ctrl-C) that arrive while Optuna creates a trial or records its
+    outcome are held until the trial's objective starts, or until ``optimize`` returns.
+
+    Raised there, a ``KeyboardInterrupt`` would end ``optimize`` between ``ask`` and the
+    objective (the trial left RUNNING, with no owner and no reason) or be caught as the
+    trial's failure before any ``fail_reason`` was written. Signal handlers run in the main
+    thread, so module state is enough.
+    """
+
+    active = False  # inside study.optimize, outside the objective: hold interrupts
+    pending: tuple[Any, int] | None = None  # (the handler it was meant for, signum)
+
+
+def _deliver_pending() -> None:
+    pending, _Deferral.pending = _Deferral.pending, None
+    if pending is not None:
+        handler, signum = pending
+        handler(signum, None)  # raises KeyboardInterrupt (the worker's and Ctrl-C's handlers)
+
+
+@contextmanager
+def _holding_interrupts() -> Iterator[None]:
+    """Wrap the SIGTERM and SIGINT handlers so that they wait while ``_Deferral.active``.
+
+    Only Python-level handlers are wrapped (the default SIGTERM action kills the process at
+    once: its trials are reaped as a dead worker's), and only in the main thread, where
+    handlers can be set.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(signum)
+        if not callable(handler):
+            continue
+
+        def holding(sig: int, frame: Any, handler: Any = handler) -> None:
+            if _Deferral.active:
+                if _Deferral.pending is None:
+                    _Deferral.pending = (handler, sig)
+                return
+            handler(sig, frame)
+
+        previous[signum] = handler
+        signal.signal(signum, holding)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _run_one(study: optuna.Study, objective: Objective) -> FrozenTrial:
-    """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell)."""
+    """One trial through ``study.optimize`` (heartbeat thread, stale checks, tell).
+
+    An interrupt always leaves the trial FAILED with ``fail_reason`` written before its state
+    changes: interrupts are held outside the objective (see :class:`_Deferral`), and one that
+    escapes the objective before the objective recorded a reason gets one here.
+    """
     ran: list[FrozenTrial] = []
-    study.optimize(
-        objective,
-        n_trials=1,
-        catch=TRIAL_ERRORS,
-        callbacks=[lambda _s, t: ran.append(t)],
-        gc_after_trial=False,
-    )
+
+    def guarded(trial: optuna.Trial) -> float:
+        _Deferral.active = False
+        try:
+            _deliver_pending()  # arrived while the trial was being created: it ends now
+            return objective(trial)
+        except BaseException as e:
+            _Deferral.active = True  # a second signal must not cut the reason's write short
+            if not isinstance(e, Exception) and "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", INTERRUPTED_REASON)
+            raise
+        finally:
+            _Deferral.active = True
+
+    _Deferral.active, _Deferral.pending = True, None
+    try:
+        study.optimize(
+            guarded,
+            n_trials=1,
+            catch=TRIAL_ERRORS,
+            callbacks=[lambda _s, t: ran.append(t)],
+            gc_after_trial=False,
+        )
+    except BaseException:
+        _Deferral.active, _Deferral.pending = False, None
+        raise
+    _Deferral.active = False
+    _deliver_pending()  # arrived while the finished trial was being told: stop now
     return ran[0]
 
 
@@ -53,6 +141,18 @@ def run_trials(
     """
     # Optuna logs each failed trial with its traceback; we log one line with the reason.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with _holding_interrupts():
+        return _run_trials(study, objective, timeout, keep_on_oom, max_fail_streak, poll)
+
+
+def _run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    timeout: float | None,
+    keep_on_oom: bool,
+    max_fail_streak: int,
+    poll: float,
+) -> int:
     n = objective.n_trials
     start = time.monotonic()
     done = streak = 0
