@@ -187,3 +187,32 @@ def test_a_normal_run_stops_its_server_and_a_slow_start_is_one_line(tmp_path, ho
         ), text
         assert not prefect_servers(home)
         assert not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.parametrize("flags", [["--watchdog-only"], []], ids=["watchdog-only", "both"])
+def test_a_guarded_process_ends_with_its_sigkilled_parent(tmp_path, flags) -> None:
+    """The guard alone: ``--watchdog-only`` is what runs where there is no prctl (macOS) or the
+    starting thread may end before the process."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time\n"
+            "cmd = [sys.executable, '-m', 'seqlab.processes', '--parent', str(os.getpid()),"
+            f" *{flags!r}, '-m', 'http.server', '--', '0', '--bind', '127.0.0.1']\n"
+            "print(subprocess.Popen(cmd, stdout=subprocess.DEVNULL).pid, flush=True)\n"
+            "time.sleep(3600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 60
+    while b"http.server" not in Path(f"/proc/{child}/cmdline").read_bytes():
+        assert time.monotonic() < deadline and _alive(child)
+        time.sleep(0.1)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(30)
+    parent.stdout.close()
+    assert not wait_gone({child}), "the guarded process outlived its parent"
