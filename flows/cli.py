@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +35,7 @@ for _k, _v in {
     os.environ.setdefault(_k, _v)
 
 
-EXIT_USER_ERROR, EXIT_TRAINING_ERROR = 2, 3
+EXIT_USER_ERROR, EXIT_TRAINING_ERROR, EXIT_SERVER_ERROR = 2, 3, 4
 
 
 def _interrupt_on_sigterm() -> None:
@@ -48,6 +50,23 @@ def _interrupt_on_sigterm() -> None:
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _prefect_server() -> Iterator[None]:
+    """The Prefect API a flow run reports to: ``PREFECT_API_URL`` when set, else a temporary
+    server that ends with this command, also when it is SIGKILLed. It gets
+    ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (default 120 s) to start; if it does not,
+    one line says what to do (exit status 4)."""
+    from seqlab.servers import PrefectStartError, temporary_prefect_api
+
+    stack = ExitStack()
+    try:
+        stack.enter_context(temporary_prefect_api())
+    except PrefectStartError as e:
+        _fail(str(e), EXIT_SERVER_ERROR)
+    with stack:
+        yield
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -177,7 +196,7 @@ def run(
         _brief_console_errors((*_user_errors(), TrainingError))
     _interrupt_on_sigterm()  # a scheduler's SIGTERM ends the run like Ctrl-C: cleanly
     try:
-        with bar, progress.showing(_RichProgress(bar)):
+        with _prefect_server(), bar, progress.showing(_RichProgress(bar)):
             summary = training_pipeline(config, overrides, trigger=trigger)
     except _user_errors() as e:
         _fail(str(e))
@@ -309,15 +328,16 @@ def forecast(
     from flows.forecast import forecast_flow
 
     try:
-        out = forecast_flow(
-            model,
-            input,
-            output,
-            alias=alias,
-            version=version,
-            tracking_uri=tracking_uri,
-            encoding=encoding,
-        )
+        with _prefect_server():
+            out = forecast_flow(
+                model,
+                input,
+                output,
+                alias=alias,
+                version=version,
+                tracking_uri=tracking_uri,
+                encoding=encoding,
+            )
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(

@@ -3,12 +3,21 @@
 An owner is host, boot id, pid and the process's start time: pids get reused, so a pid alone
 could name another process. Liveness can only be known on the owner's own machine; elsewhere
 heartbeats decide.
+
+Run as a module, it starts another module in a process that ends with its parent (see
+``guard_and_run_module``): temporary servers use it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import runpy
+import signal
 import socket
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +73,80 @@ def owner_alive(owner: dict[str, Any]) -> bool | None:
     if state in ("Z", "X"):
         return False  # killed, not yet reaped by its parent
     return not (owner.get("start") and start != owner["start"])  # same pid, other process
+
+
+# ---------------------------------------------------------------- dying with the parent
+#
+# A helper process (a temporary server) must not outlive the process that started it, also when
+# that one is SIGKILLed (OOM killer, a CI timeout) and has no chance to stop it. Two guards,
+# both inside the helper: Linux's parent-death signal, immediate; and a watchdog thread that
+# polls getppid(), portable (macOS has no prctl) and not fooled by thread exits: a parent-death
+# signal fires when the *thread* that forked the helper ends, getppid() only changes when the
+# whole parent process has gone.
+
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _die_with(parent: int, grace: float, interval: float) -> None:
+    """Watchdog: once the parent has gone, SIGTERM this process; exit hard after ``grace``."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)  # a clean shutdown first (uvicorn handles SIGTERM)
+    time.sleep(grace)
+    os._exit(1)
+
+
+def guard_and_run_module(
+    parent: int,
+    module: str,
+    argv: list[str],
+    grace: float = 10.0,
+    interval: float = 0.5,
+    death_signal: bool = True,
+) -> None:
+    """Run ``python -m module argv...`` in this process, ended when ``parent`` dies: SIGTERM
+    (a clean shutdown), then an exit after ``grace`` seconds. ``death_signal=False`` leaves the
+    watchdog alone (a parent that started this process from a thread that may end first)."""
+    if death_signal:
+        set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the signal was armed
+        sys.exit(1)
+    threading.Thread(
+        target=_die_with, args=(parent, grace, interval), name="parent-watchdog", daemon=True
+    ).start()
+    sys.argv = [module, *argv]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """``python -m seqlab.processes --parent PID [--grace S] -m MODULE -- [ARGS...]``."""
+    import argparse
+
+    args = sys.argv[1:] if args is None else list(args)
+    split = args.index("--") if "--" in args else len(args)
+    parser = argparse.ArgumentParser(prog="python -m seqlab.processes")
+    parser.add_argument("--parent", type=int, required=True, help="End when this pid has gone.")
+    parser.add_argument("--grace", type=float, default=10.0, help="Seconds for a clean exit.")
+    parser.add_argument(
+        "--watchdog-only", action="store_true", help="No parent-death signal (Linux)."
+    )
+    parser.add_argument("-m", dest="module", required=True, help="The module to run.")
+    ns = parser.parse_args(args[:split])
+    guard_and_run_module(
+        ns.parent, ns.module, args[split + 1 :], ns.grace, death_signal=not ns.watchdog_only
+    )
+
+
+if __name__ == "__main__":
+    main()
