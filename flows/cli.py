@@ -229,12 +229,15 @@ def init(
         _fail(f"{target} exists; pass --force to overwrite it")
     try:
         raw = load_raw(data)
-        text = starter_yaml(data, guess_roles(raw))
+        roles = guess_roles(raw)
+        text = starter_yaml(data, roles)
     except _user_errors() as e:
         _fail(str(e))
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     typer.echo(f"wrote {target}: check the guessed columns, then `seqlab run {target}`")
+    for warning in roles.warnings:  # a guess the user must check, e.g. a target with a bad value
+        typer.echo(f"warning: {warning}", err=True)
     try:  # say now if the data does not fit the starter settings
         cfg = load_config(target)
         validate_data(raw, cfg)
@@ -294,6 +297,36 @@ def _client(tracking_uri: str | None):
     return client_for(resolve_tracking_uri(tracking_uri))
 
 
+def _check_forecast_inputs(
+    model: str,
+    input: str,
+    output: str,
+    alias: str,
+    version: str | None,
+    tracking_uri: str | None,
+    encoding: str | None,
+) -> None:
+    """Everything `seqlab forecast` can get wrong, checked before any Prefect server starts: the
+    model, alias or version, --output's type, and --input (exists, reads, has the columns the
+    model needs, enough history per series, future rows of known-future covariates)."""
+    from flows.forecast_checks import check_history, check_input_path, check_output, read_history
+
+    try:
+        check_output(output)  # the cheap checks first: no mlflow or torch imported yet
+        check_input_path(input)
+        from seqlab import serving
+        from seqlab.registry import resolve_version
+
+        client = _client(tracking_uri)
+        resolved = resolve_version(client, model, None if version else alias, version)
+        loaded = serving.load_forecaster(client, model, resolved["version"])
+        meta = getattr(loaded.unwrap_python_model(), "meta", None) or {}
+        history = read_history(input, encoding or serving.data_encoding(meta))
+        check_history(loaded, history)
+    except _user_errors() as e:
+        _fail(str(e))
+
+
 @app.command()
 def forecast(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. seqlab-airpassengers.")],
@@ -317,14 +350,15 @@ def forecast(
             "training data (its data.encoding)."
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every library's logs and warnings.")
+    ] = False,
 ) -> None:
     """Forecast the next horizon with a registered model (the champion by default)."""
-    from seqlab.registry import resolve_version
-
-    try:  # an unknown model, alias or version fails here, before any server starts
-        resolve_version(_client(tracking_uri), model, None if version else alias, version)
-    except _user_errors() as e:
-        _fail(str(e))
+    _quiet(verbose)
+    _check_forecast_inputs(model, input, output, alias, version, tracking_uri, encoding)
+    if not verbose:
+        _brief_console_errors(_user_errors())
     from flows.forecast import forecast_flow
 
     try:
@@ -378,7 +412,29 @@ def rollback(
         move = do_rollback(_client(tracking_uri), model, reason)
     except _user_errors() as e:
         _fail(str(e))
-    typer.echo(f"champion of {model}: v{move.from_version} -> v{move.to_version} (rollback)")
+    typer.echo(f"champion of {model}: v{move.from_version} -> v{move.to_version} ({move.reason})")
+
+
+KEY_PARAMS = {  # `seqlab models` column -> the training run's param (the trained values)
+    "cell": "model.cell",
+    "hidden": "model.hidden_size",
+    "layers": "model.num_layers",
+    "input": "window.input_size",
+}
+
+
+def _key_params(client, run_id: str | None) -> dict[str, str]:
+    """A version's cell, hidden size, layers and input size, from its training run's params
+    (tuned values included: the run logs what was trained); blanks when the run is gone."""
+    params: dict[str, str] = {}
+    if run_id:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            params = client.get_run(run_id).data.params
+        except MlflowException:
+            params = {}
+    return {col: params.get(key, "") for col, key in KEY_PARAMS.items()}
 
 
 @app.command()
@@ -401,13 +457,16 @@ def models(
         _fail(str(e))
     console = Console(width=160)
     t = Table(title=f"{model}: versions")
-    for col in ("version", "aliases", "created", "test/mase", "test/mae", "decision", "run_id"):
+    for col in ("version", "aliases", "created", *KEY_PARAMS, "test/mase", "test/mae", "decision"):
         t.add_column(col)
+    t.add_column("run_id", overflow="fold")
     for r in rows:
+        trained = _key_params(client, r["run_id"])
         t.add_row(
             r["version"],
             ", ".join(r["aliases"]),
             r["created"],
+            *(trained[k] for k in KEY_PARAMS),
             r["test/mase"] or "",
             r["test/mae"] or "",
             r["decision"] or "",
@@ -438,6 +497,114 @@ def ui(
     from seqlab.tracking import resolve_tracking_uri
 
     run_mlflow_ui(resolve_tracking_uri(tracking_uri), host, port)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@app.command("serve-model")
+def serve_model(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registered model name (default: the default config's, e.g. seqlab-airpassengers)."
+        ),
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias to serve.")] = "champion",
+    port: Annotated[int, typer.Option(help="Port of the scoring server.")] = 5001,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind auth).")
+    ] = "127.0.0.1",
+    env_manager: Annotated[
+        str,
+        typer.Option(
+            help="MLflow's --env-manager: local serves from this environment; virtualenv or "
+            "conda rebuild the model's own (minutes: torch is installed again)."
+        ),
+    ] = "local",
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Serve a registered model over HTTP (MLflow's scoring server: POST /invocations)."""
+    from seqlab.config import load_config
+    from seqlab.registry import resolve_version
+    from seqlab.tracking import resolve_tracking_uri
+
+    try:
+        model = name or load_config(None).model_name
+        uri = resolve_tracking_uri(tracking_uri)
+        resolved = resolve_version(_client(uri), model, alias)
+    except _user_errors() as e:
+        _fail(str(e))
+    if env_manager not in ("local", "virtualenv", "uv", "conda"):
+        _fail(f"--env-manager {env_manager!r}: use local, virtualenv, uv or conda")
+    if _port_in_use(host, port):
+        _fail(f"port {port} on {host} is in use: pick another with --port")
+    _serve_until_stopped(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{model}@{alias}",
+            "--env-manager",
+            env_manager,
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        {
+            # The name resolves through this project's store, not a fresh ./mlflow.db.
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # MLflow starts `uvicorn` by name: this environment's, also when it is not activated.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        },
+        f"serving models:/{model}@{alias} (v{resolved['version']}) at "
+        f"http://{host}:{port}/invocations; Ctrl-C stops it",
+    )
+
+
+def _serve_until_stopped(cmd: list[str], env: dict[str, str], banner: str) -> None:
+    """Run a server in its own process group until it exits, or until Ctrl-C/SIGTERM here:
+    then it is stopped with everything it spawned (no orphans), and this exits 0."""
+    import signal
+
+    from seqlab.servers import spawn
+
+    class _Stop(Exception):
+        pass
+
+    def _on_signal(signum: int, frame: object) -> None:
+        raise _Stop()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    handle = None
+    try:
+        handle = spawn("mlflow-models-serve", cmd, env=env, inherit_output=True)
+        typer.echo(banner)
+        code = handle.process.wait()
+    except _Stop:
+        code = 0
+    finally:
+        for s in previous:  # a second signal must not cut the clean-up short
+            signal.signal(s, signal.SIG_IGN)
+        if handle is not None:
+            handle.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if code:
+        _fail(f"the scoring server exited with status {code} (its log is above)", code)
 
 
 @app.command()

@@ -18,7 +18,29 @@ from typing import Any
 TRAINING_DEPLOYMENT = "train-daily"
 FORECAST_DEPLOYMENT = "forecast-daily"
 DEFAULT_TRAINING_CRON = "0 3 * * *"  # daily at 03:00 (server time zone: UTC unless set)
-DEFAULT_FORECAST_CRON = "0 6 * * *"
+DEFAULT_FORECAST_CRON = "0 6 * * *"  # daily at 06:00, after the night's training
+_CRON_PERIODS = (  # (minute, hour, day of month, month, day of week) -> the period's name
+    (r"\d+ \* \* \* \*", "hourly"),
+    (r"\d+ \d+ \* \* \*", "daily"),
+    (r"\d+ \d+ \* \* [\w]+", "weekly"),
+    (r"\d+ \d+ \d+ \* \*", "monthly"),
+)
+
+
+def deployment_name(kind: str, cron: str | None, default: str) -> str:
+    """``<kind>-<period>`` for a cron that runs hourly, daily, weekly or monthly, so the name says
+    when it runs (``forecast-hourly`` for ``0 * * * *``); ``<kind>-scheduled`` for another cron;
+    ``default`` without a cron (an interval, or unscheduled: started on demand)."""
+    import re
+
+    if not cron:
+        return default
+    fields = " ".join(cron.split())
+    for pattern, period in _CRON_PERIODS:
+        if re.fullmatch(pattern, fields):
+            return f"{kind}-{period}"
+    return f"{kind}-scheduled"
+
 
 log = logging.getLogger("flows.deployments")
 
@@ -41,15 +63,17 @@ def training_deployment(
     cron: str | None = None,
     interval: float | None = None,
     overrides: list[str] | None = None,
-    name: str = TRAINING_DEPLOYMENT,
+    name: str | None = None,
 ):
-    """The training flow as a deployment: parameters fixed here, ``trigger=schedule`` recorded."""
+    """The training flow as a deployment: parameters fixed here, ``trigger=schedule`` recorded.
+    ``name``: by default it says the schedule (:func:`deployment_name`)."""
     from prefect.deployments.runner import EntrypointType
 
     from flows.training import training_pipeline
 
+    cron = None if interval else cron
     return training_pipeline.to_deployment(
-        name=name,
+        name=name or deployment_name("train", cron, TRAINING_DEPLOYMENT),
         cron=None if interval else cron,
         interval=interval or None,
         parameters={
@@ -107,12 +131,14 @@ def forecast_deployment(
     params: dict[str, Any],
     cron: str | None = None,
     interval: float | None = None,
-    name: str = FORECAST_DEPLOYMENT,
+    name: str | None = None,
 ):
+    """The forecast flow as a deployment, named for its schedule (:func:`deployment_name`)."""
     from prefect.deployments.runner import EntrypointType
 
+    cron = None if interval else cron
     return flow.to_deployment(
-        name=name,
+        name=name or deployment_name("forecast", cron, FORECAST_DEPLOYMENT),
         cron=None if interval else cron,
         interval=interval or None,
         parameters=params,
@@ -156,9 +182,11 @@ def serve_flows(
     ``interval`` (seconds) replaces ``training_cron`` (for tests and demos); the forecast runs on
     ``forecast_cron`` (or ``forecast_interval``), and with neither it is served unscheduled, to be
     started on demand (``prefect deployment run seqlab-forecast/forecast-daily``). A cron of None
-    serves that deployment unscheduled too. Runs go to the Prefect API in ``PREFECT_API_URL``
-    (a ``prefect server start`` that outlives this process keeps the schedule and history).
-    Stopping pauses the schedules (Prefect's ``pause_on_shutdown``).
+    serves that deployment unscheduled too. Deployments are named for their cron's period
+    (``train-daily``, ``forecast-hourly``: :func:`deployment_name`); with an interval or no
+    schedule they keep the names ``train-daily`` and ``forecast-daily``. Runs go to the Prefect
+    API in ``PREFECT_API_URL`` (a ``prefect server start`` that outlives this process keeps the
+    schedule and history). Stopping pauses the schedules (Prefect's ``pause_on_shutdown``).
     """
     from prefect import serve
 

@@ -81,3 +81,34 @@ def test_cli_init_writes_a_config_that_runs_on_the_data(tmp_path) -> None:
     assert again.exit_code == 2 and "--force" in again.output
     missing = runner.invoke(app, ["init", str(tmp_path / "x"), "--data", "nope.csv"])
     assert missing.exit_code == 2 and "data file not found" in missing.output
+
+
+def _sales_with_a_bad_value(name: str = "sales") -> pd.DataFrame:
+    """Monthly sales whose column holds one value that is not a number (read as text)."""
+    df = sine_frame(n=60, freq="MS").rename(columns={"ds": "date", "y": name})
+    df["promo"] = (df.index % 4 == 0).astype(int)
+    df[name] = df[name].round(1).astype(str)
+    df.loc[41, name] = "12,5"  # a decimal comma: the whole column reads as text
+    return df
+
+
+@pytest.mark.parametrize("name, why", [("sales", "named like a target"), ("pax", "98% numbers")])
+def test_a_target_with_a_bad_value_is_named_with_the_value_and_row(name, why) -> None:
+    roles = guess_roles(_sales_with_a_bad_value(name))
+    assert roles.target == "promo" and roles.series_id is None  # not the text column
+    [warning] = roles.warnings
+    assert f"column {name!r}" in warning and why in warning
+    assert "'12,5' at row 42" in warning and "guessed 'promo'" in warning
+
+
+def test_clean_data_gives_no_warning() -> None:
+    assert guess_roles(sales()).warnings == []
+
+
+def test_cli_init_warns_when_the_obvious_target_is_not_numeric(tmp_path) -> None:
+    data = tmp_path / "sales.csv"
+    _sales_with_a_bad_value().to_csv(data, index=False)
+    r = CliRunner().invoke(app, ["init", str(tmp_path / "proj"), "--data", str(data)])
+    assert r.exit_code == 0, r.output
+    assert "warning: column 'sales' is named like a target but is not numeric" in r.output
+    assert "'12,5' at row 42" in r.output

@@ -4,6 +4,9 @@ The guesses are written into the file with comments, so the user checks them rat
 discovering them: the time column (the first that parses as dates), a series id (a text column
 that repeats), the target (a numeric column named like one, else the first numeric), other
 numeric columns listed as candidate covariates, and a horizon suited to the frequency.
+When the obvious target (named like one, or a column of numbers before the guessed one) holds a
+value that is not a number, the guess falls on another column: ``Roles.warnings`` says so, naming
+the bad value and its row.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -32,6 +36,46 @@ class Roles:
     series_id: str | None = None
     covariates: list[str] = field(default_factory=list)
     freq: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Guesses the user should check (printed by ``seqlab init``)."""
+
+
+MOSTLY_NUMERIC = 0.9  # share of a text column's values that parse as numbers: "numbers, mostly"
+
+
+def _bad_numbers(s: pd.Series) -> tuple[float, str] | None:
+    """For a text column: the share of its values that parse as numbers, and its first value
+    that does not (``'n/a' at row 57``, rows counted from 1 after the header); None when the
+    column is numeric or holds no value that is not a number."""
+    if pd.api.types.is_numeric_dtype(s):
+        return None
+    parsed = pd.to_numeric(s, errors="coerce")
+    bad = parsed.isna() & s.notna()
+    if not bad.any():
+        return None
+    pos = int(np.flatnonzero(bad.to_numpy())[0])
+    share = float(parsed.notna().sum()) / max(int(s.notna().sum()), 1)
+    return share, f"{s.iloc[pos]!r} at row {pos + 1}"
+
+
+def _target_warning(df: pd.DataFrame, cols: list[str], time_col: str, target: str) -> str | None:
+    """A warning when the obvious target is a text column holding a bad value: a column named
+    like a target (sales, value, y...), or a column of mostly numbers before the guessed target
+    (which the first-numeric-column fallback would have taken, were it clean)."""
+    before = cols[: cols.index(target)]
+    for c in cols:
+        if c in (time_col, target) or (found := _bad_numbers(df[c])) is None:
+            continue
+        share, first_bad = found
+        named = bool(TARGET_NAMES.match(c))
+        if named or (share >= MOSTLY_NUMERIC and c in before):
+            why = "is named like a target" if named else f"holds {share:.0%} numbers"
+            return (
+                f"column {c!r} {why} but is not numeric (first bad value {first_bad}); "
+                f"guessed {target!r} as the target instead: fix that value and rerun "
+                "`seqlab init --force`, or set data.target"
+            )
+    return None
 
 
 def _parses_as_time(s: pd.Series) -> bool:
@@ -58,7 +102,16 @@ def guess_roles(df: pd.DataFrame) -> Roles:
     if not numeric:
         raise DataError(f"no numeric column to forecast (columns: {', '.join(cols)})")
     target = next((c for c in numeric if TARGET_NAMES.match(c)), numeric[0])
-    texts = [c for c in cols if c not in (time_col, *numeric)]
+    warning = _target_warning(df, cols, time_col, target)
+    # Series ids are text; a column of numbers with a bad value is not one.
+    texts = [
+        c
+        for c in cols
+        if c not in (time_col, *numeric)
+        and not (
+            (bad := _bad_numbers(df[c])) and (bad[0] >= MOSTLY_NUMERIC or TARGET_NAMES.match(c))
+        )
+    ]
     series_id = next((c for c in texts if df[c].nunique() < len(df)), None)
     covariates = [c for c in numeric if c != target]
     freq = None
@@ -67,7 +120,7 @@ def guess_roles(df: pd.DataFrame) -> Roles:
     idx = pd.DatetimeIndex(first.dropna().sort_values().unique())
     if len(idx) >= 3:
         freq = infer_frequency(idx)
-    return Roles(time_col, target, series_id, covariates, freq)
+    return Roles(time_col, target, series_id, covariates, freq, [warning] if warning else [])
 
 
 def search_space(horizon: int) -> dict[str, str]:
