@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -45,7 +46,7 @@ def start(tmp: Path, args: list[str]) -> subprocess.Popen:
     )  # its own process group, as a scheduler's
 
 
-def _storage(tmp: Path) -> optuna.storages.RDBStorage | None:
+def _storage(tmp: Path, lock_timeout: float = 60) -> optuna.storages.RDBStorage | None:
     """The run's Optuna storage, once the run has created its schema; None before.
 
     Opened only when the schema is complete (its alembic stamp is written last), and without
@@ -55,7 +56,8 @@ def _storage(tmp: Path) -> optuna.storages.RDBStorage | None:
     db = tmp / "mlruns" / "optuna.db"
     if not db.exists():
         return None
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
+    ro = f"file:{db}?mode=ro"
+    with contextlib.closing(sqlite3.connect(ro, uri=True, timeout=lock_timeout)) as con:
         stamped = (
             con.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
@@ -66,13 +68,13 @@ def _storage(tmp: Path) -> optuna.storages.RDBStorage | None:
         return None
     return optuna.storages.RDBStorage(
         f"sqlite:///{db}",
-        engine_kwargs={"connect_args": {"timeout": 60}},  # wait for the run's write locks
+        engine_kwargs={"connect_args": {"timeout": lock_timeout}},  # wait for the run's writes
         skip_table_creation=True,
     )
 
 
-def trials(tmp: Path) -> list:
-    storage = _storage(tmp)
+def trials(tmp: Path, lock_timeout: float = 60) -> list:
+    storage = _storage(tmp, lock_timeout)
     if storage is None:
         return []
     names = optuna.get_all_study_names(storage)
@@ -83,15 +85,31 @@ def published(tmp: Path) -> bool:
     """The run has published its study (config attached): it is about to run or wait for trials."""
     storage = _storage(tmp)
     return storage is not None and any(
-        ATTR_CONFIG in s.user_attrs for s in optuna.get_all_studies(storage)
+        ATTR_CONFIG in s.user_attrs for s in storage.get_all_studies()
     )
 
 
 def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: float = 400) -> None:
+    """SIGKILL the run's process group at a moment where ``ready(trials)`` holds.
+
+    The run is stopped (SIGSTOP) before the decisive read, so what the test saw is what the kill
+    leaves: read while it ran, a trial could finish between the read and the kill (short trials,
+    a loaded machine), leaving nothing RUNNING to reap.
+    """
     deadline = time.monotonic() + timeout
-    while not ready(trials(tmp)):
+    while True:
         assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
         assert time.monotonic() < deadline, f"never reached {what}"
+        if ready(trials(tmp)):
+            os.killpg(proc.pid, signal.SIGSTOP)
+            try:
+                frozen = trials(tmp, lock_timeout=5)
+            except sqlalchemy.exc.OperationalError as e:  # stopped while committing: resume
+                assert "locked" in str(e), e
+                frozen = []
+            if ready(frozen):
+                break
+            os.killpg(proc.pid, signal.SIGCONT)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
@@ -128,7 +146,7 @@ def test_killed_pipelines_leave_nothing_running_and_the_next_finishes_exactly(tm
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts) == 4
     assert not running(ts)
     failed = [t for t in ts if t.state == TrialState.FAIL]
-    assert len(failed) == 2
+    assert len(failed) == 2, [(t.number, t.state.name, t.user_attrs, t.system_attrs) for t in ts]
     reasons = [t.user_attrs.get("fail_reason", "") for t in failed]
     # Reaped as its dead owner's (or, had it no owner yet, an ownerless or silent trial's).
     assert all(
