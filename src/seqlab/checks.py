@@ -9,16 +9,39 @@ import numpy as np
 import pandas as pd
 
 from seqlab.config import PipelineConfig
-from seqlab.data import DataError, SeriesData, load_raw, validate
+from seqlab.data import DataError, SeriesData, load_raw, resolve_source, validate
 from seqlab.windows import min_length
 
 log = logging.getLogger("seqlab.data")
 MAX_ABS_VALUE = 1e150  # a standard deviation squares values: 1e154 overflows float64
 
 
+_LAST_READ: dict[tuple, pd.DataFrame] = {}
+
+
 def ingest(cfg: PipelineConfig) -> pd.DataFrame:
-    """Read the configured source (bundled name, CSV or Parquet) as it is."""
-    return load_raw(cfg.data.source, cfg.data.encoding)
+    """Read the configured source (bundled name, CSV or Parquet) as it is.
+
+    A file is read once per process while it does not change: ``seqlab run`` checks the data
+    before any server starts, and the flow it then runs gets the same frame (a copy) instead of
+    parsing the file again. The key holds the file's size and modification time."""
+    key = _source_key(cfg.data.source, cfg.data.encoding)
+    if key is not None and key in _LAST_READ:
+        return _LAST_READ[key].copy()
+    raw = load_raw(cfg.data.source, cfg.data.encoding)
+    if key is not None:
+        _LAST_READ.clear()  # one file at a time: the memory of one raw frame, no more
+        _LAST_READ[key] = raw.copy()
+    return raw
+
+
+def _source_key(source: str, encoding: str) -> tuple | None:
+    try:
+        path = resolve_source(source)
+        stat = path.stat()
+    except (DataError, OSError):
+        return None  # load_raw says what is wrong
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, encoding)
 
 
 def required_length(cfg: PipelineConfig) -> int:

@@ -80,7 +80,7 @@ def _notes(s: RunSummary) -> list[str]:
             + ", ".join(f"{100 * r:.0f}%" for r in raw if r is not None)
             + ")"
             if all(r is not None for r in raw)
-            else ""
+            else " (split conformal: each window calibrated on the other windows' errors)"
         )
         notes.append(
             f"intervals: {held} of the backtest actuals{calibrated}; scaled pinball loss "

@@ -42,7 +42,12 @@ class SeqlabForecaster(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        return self.forecaster.predict_frame(model_input)
+        try:
+            return self.forecaster.predict_frame(model_input)
+        except DataError as e:  # a bad request: the scoring server answers 400 with the reason
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def pip_requirements() -> list[str]:

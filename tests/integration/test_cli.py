@@ -354,16 +354,11 @@ def test_serve_model_answers_the_readme_request_with_the_models_forecast(
     assert status == 200 and again == body
 
 
-@pytest.mark.xfail(
-    reason="the scoring server returns a generic message; the reason (a DataError, not an "
-    "MlflowException) is only in stack_trace, until SeqlabForecaster.predict in "
-    "src/seqlab/serving.py raises MlflowException(..., INVALID_PARAMETER_VALUE)",
-    strict=False,
-)
 def test_a_bad_request_gets_the_one_line_reason(scoring_server) -> None:
     history = pd.concat([_promo_frame().tail(5), _future_rows()], ignore_index=True)
     split = json.loads(history.to_json(orient="split", index=False))
     status, body = _post(f"{scoring_server}/invocations", {"dataframe_split": split})
-    assert status == 400
-    assert "provide at least 12" in body.get("stack_trace", "")  # the reason, today
-    assert "provide at least 12" in body["message"]
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+    # MLflow's scoring server puts the input before the reason: the reason is the last line
+    reason = body["message"].splitlines()[-1]
+    assert reason.startswith("Error: series") and "provide at least 12" in reason

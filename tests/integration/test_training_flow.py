@@ -195,7 +195,11 @@ def test_batch_forecast_flow_records_run(first_run, tmp_path: Path) -> None:
     )
     fc = pd.read_parquet(tmp_path / "fc.parquet")
     assert len(fc) == 12 and out["version"] == "1" and out["alias"] == "champion"
-    assert fc["ds"].iloc[0] == pd.Timestamp("1961-01-01")
+    # in the user's own columns; the default point model's calibrated intervals beside it
+    assert list(fc.columns)[:2] == ["month", "passengers"]
+    assert fc["month"].iloc[0] == pd.Timestamp("1961-01-01")
+    assert {"q0.1", "q0.9"} <= set(fc.columns)
+    assert (fc["q0.1"] <= fc["passengers"]).all() and (fc["passengers"] <= fc["q0.9"]).all()
     run = _client(tmp).get_run(out["run_id"])
     assert run.data.tags["seqlab.model_version"] == "1"
     assert run.data.tags["seqlab.model_alias"] == "champion"
