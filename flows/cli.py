@@ -312,13 +312,14 @@ def _check_forecast_inputs(
     from flows.forecast_checks import check_history, check_input_path, check_output, read_history
 
     try:
-        check_output(output)  # the cheap checks first: no mlflow or torch imported yet
-        check_input_path(input)
-        from seqlab import serving
+        check_output(output)
         from seqlab.registry import resolve_version
 
         client = _client(tracking_uri)
         resolved = resolve_version(client, model, None if version else alias, version)
+        check_input_path(input)  # before loading the model (torch)
+        from seqlab import serving
+
         loaded = serving.load_forecaster(client, model, resolved["version"])
         meta = getattr(loaded.unwrap_python_model(), "meta", None) or {}
         history = read_history(input, encoding or serving.data_encoding(meta))

@@ -230,7 +230,7 @@ def test_forecast_writes_the_users_own_columns(champion, tmp_path) -> None:
 def test_models_lists_each_versions_cell_and_key_parameters(champion, tmp_path) -> None:
     out = seqlab(["models", PROMO_MODEL, "--tracking-uri", _store(champion)], tmp_path, 120)
     assert out.returncode == 0, out.stderr[-2000:]
-    header = next(line for line in out.stdout.splitlines() if "version" in line)
+    header = next(line for line in out.stdout.splitlines() if line.startswith("┃ version"))
     assert [c.strip() for c in header.strip("┃ ").split("┃")][:7] == [
         "version",
         "aliases",
