@@ -222,7 +222,13 @@ def test_forecast_writes_the_users_own_columns(champion, tmp_path) -> None:
     noise = ("Downloading artifacts", "Traceback", "Task run", "UserWarning")
     assert not [n for n in noise if n in out.stdout + out.stderr], out.stderr[-2000:]
     fc = pd.read_csv(tmp_path / "fc.csv")
-    assert list(fc.columns) == ["month", "passengers"]  # one series: no id column
+    # one series: no id column; the point forecast's calibrated intervals beside it
+    assert list(fc.columns)[:2] == ["month", "passengers"]
+    assert (
+        {"q0.1", "q0.9"}
+        <= set(fc.columns)
+        <= {"month", "passengers", "q0.025", "q0.1", "q0.9", "q0.975"}
+    )
     assert fc["month"].tolist() == _future_rows()["month"].tolist()
     assert np.isfinite(fc["passengers"]).all()
 

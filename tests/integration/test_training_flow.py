@@ -143,7 +143,12 @@ def test_champion_loads_and_forecasts(first_run) -> None:
     hist["month"] = pd.to_datetime(hist["month"])
     hist["passengers"] = hist["passengers"].astype(float)
     out = model.predict(hist)
-    assert list(out.columns) == ["unique_id", "ds", "forecast"]
+    # the point forecast and its calibrated intervals (80%: q0.1-q0.9; 95% when the backtest
+    # holds enough errors for it)
+    assert list(out.columns)[:5] == ["unique_id", "ds", "forecast", "q0.1", "q0.9"] or list(
+        out.columns
+    ) == ["unique_id", "ds", "forecast", "q0.025", "q0.1", "q0.9", "q0.975"]
+    assert (out["q0.1"] <= out["forecast"]).all() and (out["forecast"] <= out["q0.9"]).all()
     assert len(out) == 12
     assert out["ds"].iloc[0] == pd.Timestamp("1961-01-01")
     assert out["forecast"].between(200, 900).all()
