@@ -25,6 +25,7 @@ from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
 from prefect.context import get_run_context  # noqa: E402
 
 from seqlab import promotion, registry, serving, tracking  # noqa: E402
+from seqlab.checks import validation_windows  # noqa: E402
 from seqlab.config import (  # noqa: E402
     ConfigError,
     PipelineConfig,
@@ -97,9 +98,19 @@ def tune_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef) -> 
 
 
 @task(name="record-config", cache_policy=NO_CACHE)
-def record_config_task(run: tracking.RunRef, trained: PipelineConfig, tuning: TuningResult) -> None:
+def record_config_task(
+    run: tracking.RunRef, trained: PipelineConfig, tuning: TuningResult, series: SeriesData
+) -> None:
     searched = sorted(trained.tune.search_space) if tuning.tuned else []
     tracking.record_trained_config(run, trained, searched)
+    if tuning.val_windows is not None:  # validation windows per series the selection used
+        held = [tuning.val_windows, tuning.val_windows_max]
+    elif trained.train.patience is not None:  # early stopping without tuning
+        held = [k for k in validation_windows(trained, series.lengths()).values() if k]
+    else:
+        held = []
+    if held:
+        tracking.log_params(run, {"tune.val_windows": min(held), "tune.val_windows_max": max(held)})
     tags = {"seqlab.study": tuning.study, "seqlab.cell": trained.model.cell}
     if tuning.warm_started_from:
         tags["seqlab.warm_started_from"] = tuning.warm_started_from
@@ -354,7 +365,7 @@ def training_pipeline(
     try:
         tuning = tune_task(cfg, series, run)
         trained = with_overrides(cfg, tuning.best_params)
-        record_config_task(run, trained, tuning)
+        record_config_task(run, trained, tuning, series)
         epochs = (
             tuning.best_epoch + 1
             if tuning.best_epoch is not None

@@ -37,7 +37,7 @@ def test_default_config_values() -> None:
     assert set(cfg.tune.search_space) >= {"model.cell", "train.lr"}
     assert cfg.experiment_name == "seqlab-airpassengers"
     assert cfg.model_name == "seqlab-airpassengers"
-    assert cfg.val_size == 12
+    assert (cfg.window.val_windows, cfg.val_step, cfg.val_size) == (3, 6, 12 + 2 * 6)
 
 
 def test_base_yaml_writes_out_exactly_the_code_defaults(tmp_path: Path) -> None:

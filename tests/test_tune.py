@@ -120,6 +120,26 @@ def test_a_trial_scores_validation_mase_and_records_its_best_epoch(cfg_for, seri
     assert math.isfinite(trial.value) and trial.value > 0
 
 
+@pytest.mark.parametrize(
+    "overrides, held",
+    [
+        ({}, 3),  # 90 points: room for the default 3 rolling windows
+        ({"window.input_size": 60}, 1),  # one training window leaves room for one
+        ({"window.val_size": 9}, 3),  # the part set: every window inside it (9 - 7 + 1)
+    ],
+)
+def test_tuning_records_the_validation_windows_it_scored(cfg_for, series, overrides, held):
+    from seqlab.tuning.summary import summarise
+
+    cfg = cfg_for(**{"tune.n_trials": 1, **overrides})
+    study = open_new(cfg, series)
+    assert run_trials(study, Objective(cfg, series, 1)) == 1
+    [trial] = study.trials
+    assert trial.user_attrs["val_windows"] == trial.user_attrs["val_windows_max"] == held
+    result = summarise(study, mode="in-process", n_trials=1)
+    assert (result.val_windows, result.val_windows_max) == (held, held)
+
+
 def test_surplus_trial_fails_and_is_not_counted(cfg_for, series):
     cfg = cfg_for(**{"tune.n_trials": 1})
     study = open_new(cfg, series)

@@ -153,9 +153,7 @@ def test_validation_mase_decodes_to_data_units() -> None:
     raw = s.frame["y"].to_numpy()
     assert p.mase_scale[0] == pytest.approx(seasonal_mae(raw[:50], 7))
     # Off by one unit everywhere: MASE is 1 / the series' scale.
-    enc = (np.log(p.val_target + 1) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.val_ref[
-        :, None
-    ]
+    enc = (np.log(p.val_target + 1) - p.scaler.loc[0, 0]) / p.scaler.scale[0, 0] - p.val_ref
     assert p.val_mase(enc) == pytest.approx(1 / p.mase_scale[0], rel=1e-6)
 
 
@@ -233,3 +231,146 @@ def test_mase_scaler_divides_the_target_by_its_seasonal_naive_mae() -> None:
     assert s.loc[0, 0] == pytest.approx(part[:, 0].mean())
     flat = fit_scaler([np.ones((5, 1))], ["a"], "mase", season=3)
     assert flat.scale[0, 0] == 1.0  # undefined MAE and zero spread: left unscaled
+
+
+# ---------------------------------------------------------------- rolling validation windows
+
+
+def _positions_cfg(**window: object):
+    """Windows of 10 inputs, horizon 6, 2 backtest windows (12 points); raw values (no scaler,
+    no local norm) so every target reads back as its position + 1."""
+    from seqlab.config import PipelineConfig
+
+    w = {"input_size": 10, "horizon": 6, "scaler": "none", "local_norm": "none", **window}
+    return PipelineConfig.model_validate(
+        {
+            "data": {"source": "x", "time_column": "ds", "target": "y", "series_id": "store"},
+            "window": w,
+            "eval": {"backtest_windows": 2},
+        }
+    )
+
+
+def _positions_frame(lengths: dict[str, int]) -> pd.DataFrame:
+    frames = []
+    for sid, n in lengths.items():
+        df = sine_frame(n=n)
+        df["y"] = np.arange(n, dtype=float) + 1  # value = position + 1
+        df.insert(0, "store", sid)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _val_starts(p, i: int) -> list[int]:
+    return (p.val_target[p.val_series == i][:, 0] - 1).astype(int).tolist()
+
+
+def test_the_default_validates_on_three_rolling_windows_per_series() -> None:
+    from seqlab.checks import validation_windows
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg()
+    assert (cfg.val_step, cfg.val_size, cfg.min_val_size) == (3, 6 + 2 * 3, 6)
+    series = validate(_positions_frame({"a": 60, "b": 45}), MULTI)
+    p = prepare_data(series, cfg)
+    lengths = series.lengths()
+    for i, sid in enumerate(p.series_ids):
+        c0 = lengths[sid] - cfg.test_size  # the first backtest cutoff
+        v = c0 - cfg.val_size
+        # Origins 3 apart, the last target ending at c0: wholly inside [v, c0).
+        assert _val_starts(p, i) == [c0 - 12, c0 - 9, c0 - 6]
+        targets = p.val_target[p.val_series == i] - 1
+        assert targets.min() >= v and targets.max() < c0  # never in the backtest part
+        assert p.y_train[p.train_series == i].max() - 1 < v  # training targets end before v
+    assert p.val_window_counts().tolist() == [3, 3]
+    assert validation_windows(cfg, lengths) == {"a": 3, "b": 3}
+
+
+def test_a_short_series_validates_on_fewer_windows_with_one_warning(caplog) -> None:
+    from seqlab.checks import required_length, validate_data, validation_windows
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg()
+    # One training window (16) + one validation window (6) + the backtest (12) = 34 points;
+    # each window more takes 3.
+    assert required_length(cfg) == 34
+    lengths = {"long": 60, "two": 37, "one": 34, "none": 33}
+    with caplog.at_level("WARNING", logger="seqlab.data"):
+        series = validate_data(_positions_frame(lengths), cfg)
+    said = [r.getMessage() for r in caplog.records if "validation windows" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0]
+    assert said[0].startswith(
+        "2 of 4 series too short for 3 validation windows: using 1 for 'one', 2 for 'two'; "
+    )
+    p = prepare_data(series, cfg)
+    assert p.skipped == ["none"]  # too short for even one window: skipped, as before
+    held = dict(zip(p.series_ids, p.val_window_counts().tolist()))
+    assert held == {"long": 3, "two": 2, "one": 1, "none": 0}
+    assert validation_windows(cfg, series.lengths()) == held
+    for i, sid in enumerate(p.series_ids):
+        if held[sid]:
+            c0 = lengths[sid] - cfg.test_size
+            v = c0 - 6 - 3 * (held[sid] - 1)  # its own, shorter validation part
+            assert _val_starts(p, i)[-1] == c0 - 6
+            assert p.val_target[p.val_series == i].min() - 1 >= v
+            mine = p.y_train[p.train_series == i]
+            assert len(mine) >= 1 and mine.max() - 1 < v  # it keeps a training window
+
+
+def test_window_pad_lets_a_shorter_series_hold_its_validation_window() -> None:
+    from seqlab.checks import required_length
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg(pad=True)
+    assert required_length(cfg) == 1 + 6 + 6 + 12  # one observed input point
+    series = validate(_positions_frame({"a": 60, "b": 25, "c": 28}), MULTI)
+    p = prepare_data(series, cfg)
+    assert p.skipped == [] and p.val_window_counts().tolist() == [3, 1, 2]
+
+
+def test_an_explicit_val_size_is_the_validation_part_of_every_series(caplog) -> None:
+    from seqlab.checks import validate_data
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg(val_size=9, val_windows=5)  # val_windows has no say then
+    assert (cfg.val_step, cfg.val_size) == (1, 9)
+    with caplog.at_level("WARNING", logger="seqlab.data"):
+        series = validate_data(_positions_frame({"a": 60, "b": 36}), cfg)
+    assert not [r for r in caplog.records if "validation windows" in r.getMessage()]
+    p = prepare_data(series, cfg)
+    assert p.skipped == ["b"]  # 36 < 10 + 6 + 9 + 12: not shrunk, left out as before
+    c0 = 60 - cfg.test_size
+    assert _val_starts(p, 0) == list(range(c0 - 9, c0 - 6 + 1))  # every window inside it
+
+
+def test_nothing_at_or_after_the_first_cutoff_reaches_a_validation_window() -> None:
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg(scaler="mase", local_norm="last")  # scaled, relative: the defaults
+    frame = _positions_frame({"a": 60, "b": 45})
+    frame["y"] = frame["y"] + np.sin(np.arange(len(frame)))
+    before = prepare_data(validate(frame, MULTI), cfg)
+    changed = frame.copy()
+    for _, g in changed.groupby("store"):
+        c0 = len(g) - cfg.test_size
+        changed.loc[g.index[c0:], "y"] *= 3.0  # every value from the first cutoff on
+    after = prepare_data(validate(changed, MULTI), cfg)
+    for name in ("x_val", "y_val", "val_target", "val_ref", "x_train", "y_train", "mase_scale"):
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name), err_msg=name)
+    np.testing.assert_array_equal(before.spec.scaler.scale, after.spec.scaler.scale)
+    # ...while the validation part itself does reach them.
+    inside = frame.copy()
+    inside.loc[inside.index[60 - cfg.test_size - 1], "y"] += 5.0  # the point before a's c0
+    touched = prepare_data(validate(inside, MULTI), cfg)
+    assert not np.array_equal(before.val_target, touched.val_target)
+
+
+def test_validation_mase_is_the_mean_over_windows_then_over_series() -> None:
+    from seqlab.pipeline import prepare_data
+
+    cfg = _positions_cfg()
+    p = prepare_data(validate(_positions_frame({"a": 60, "b": 34}), MULTI), cfg)
+    assert p.val_window_counts().tolist() == [3, 1]
+    np.testing.assert_allclose(p.mase_scale, [7.0, 7.0])  # daily: seasonal-naive MAE 7 steps
+    off = np.where(p.val_series == 0, 7.0, 21.0)[:, None]  # a: MASE 1 on 3 windows, b: 3 on 1
+    assert p.val_mase(p.val_target + off) == pytest.approx((1.0 + 3.0) / 2)  # not (3+3)/4

@@ -10,7 +10,7 @@ import pandas as pd
 
 from seqlab.config import PipelineConfig
 from seqlab.data import DataError, SeriesData, load_raw, resolve_source, validate
-from seqlab.windows import min_length
+from seqlab.windows import min_length, val_part, val_window_count
 
 log = logging.getLogger("seqlab.data")
 MAX_ABS_VALUE = 1e150  # a standard deviation squares values: 1e154 overflows float64
@@ -46,9 +46,46 @@ def _source_key(source: str, encoding: str) -> tuple | None:
 
 def required_length(cfg: PipelineConfig) -> int:
     """Points a series needs to be tuned on and evaluated: one training window, the validation
-    part and the backtest windows (one observed input point is enough with window.pad)."""
+    part and the backtest windows (one observed input point is enough with window.pad). The
+    validation part is the shortest one it may hold: one window with the default rolling
+    windows (a longer series holds more), the whole ``window.val_size`` the user set."""
     observed = 1 if cfg.window.pad else cfg.window.input_size
-    return min_length(observed, cfg.window.horizon, cfg.val_size, cfg.test_size)
+    return min_length(observed, cfg.window.horizon, cfg.min_val_size, cfg.test_size)
+
+
+def validation_windows(cfg: PipelineConfig, lengths: dict[str, int]) -> dict[str, int]:
+    """Validation windows each series of these lengths holds in tuning and early stopping
+    (:func:`seqlab.pipeline.prepare_data`); 0: too short to be tuned on."""
+    observed = 1 if cfg.window.pad else cfg.window.input_size
+    h, step = cfg.window.horizon, cfg.val_step
+    return {
+        sid: val_window_count(
+            val_part(n, observed, h, cfg.test_size, cfg.val_size, cfg.min_val_size, step), h, step
+        )
+        for sid, n in lengths.items()
+    }
+
+
+def _warn_fewer_validation_windows(cfg: PipelineConfig, lengths: dict[str, int]) -> None:
+    if cfg.window.val_size is not None:
+        return  # the part the user set holds the same windows on every series that has it
+    want = cfg.window.val_windows
+    fewer = {sid: k for sid, k in validation_windows(cfg, lengths).items() if 0 < k < want}
+    if not fewer:
+        return
+    using = ", ".join(f"{k} for {sid!r}" for sid, k in list(fewer.items())[:5])
+    log.warning(
+        "%s too short for %d validation windows: using %s%s; tuning and early stopping need "
+        "one training window (%d points) before the validation windows (%d apart) and %d "
+        "backtest points after them, so fewer windows leave their scores noisier",
+        "series" if len(lengths) == 1 else f"{len(fewer)} of {len(lengths)} series",
+        want,
+        using,
+        " ..." if len(fewer) > 5 else "",
+        (1 if cfg.window.pad else cfg.window.input_size) + cfg.window.horizon,
+        cfg.val_step,
+        cfg.test_size,
+    )
 
 
 def validate_data(raw: pd.DataFrame, cfg: PipelineConfig) -> SeriesData:
@@ -80,6 +117,7 @@ def validate_data(raw: pd.DataFrame, cfg: PipelineConfig) -> SeriesData:
             need,
             names,
         )
+    _warn_fewer_validation_windows(cfg, {str(k): int(n) for k, n in lengths.items()})
     values = series.frame[["y", *series.covariates]].to_numpy("float64")
     if np.abs(values).max() > MAX_ABS_VALUE:
         col = ["y", *series.covariates][int(np.abs(values).max(axis=0).argmax())]

@@ -65,8 +65,15 @@ class WindowConfig(_Section):
     horizon: int = Field(12, ge=1)
     stride: int = Field(1, ge=1)
     val_size: int | None = Field(None, ge=1)
-    """Points of the validation part, right before the first backtest cutoff; defaults to
-    ``horizon``. Validation targets lie wholly inside it (never in the training part)."""
+    """Points of the validation part, right before the first backtest cutoff. Unset: room for
+    ``val_windows`` windows ``max(1, horizon // 2)`` apart (``horizon + (val_windows - 1) *
+    step``), fewer on a series too short for them. Set: exactly this part on every series,
+    validated on every window inside it (stride 1). Validation targets lie wholly inside it
+    (never in the training part)."""
+    val_windows: int = Field(3, ge=1)
+    """Rolling validation windows per series that tuning and early stopping score (mean over a
+    series' windows, then over series), where its history allows; one window of ``horizon``
+    points on a short noisy series is a coin toss. Ignored when ``val_size`` is set."""
     scaler: Literal["standard", "minmax", "mase", "none"] = "mase"
     """Per-series scaling, fitted on the training part only. ``mase``: the target divided by its
     in-sample seasonal-naive MAE, so the training loss weighs series as MASE does."""
@@ -354,7 +361,7 @@ class PipelineConfig(_Section):
             raise ValueError(
                 f"window.val_size ({w.val_size}) is below window.horizon ({w.horizon}), which "
                 f"leaves no validation window: set window.val_size to at least {w.horizon}, or "
-                "null (the horizon)"
+                "null (window.val_windows rolling windows)"
             )
         return self
 
@@ -397,7 +404,22 @@ class PipelineConfig(_Section):
         return self.tune.study_name or f"{self.experiment_name}"
 
     @property
+    def val_step(self) -> int:
+        """Points between validation windows' origins: half the horizon, so 3 windows cost one
+        horizon of training history more than one window, and every validation point is scored;
+        1 (every window) in a ``window.val_size`` the user set."""
+        return 1 if self.window.val_size else max(1, self.window.horizon // 2)
+
+    @property
     def val_size(self) -> int:
+        """The validation part of a series whose history allows all of it."""
+        w = self.window
+        return w.val_size or w.horizon + (w.val_windows - 1) * self.val_step
+
+    @property
+    def min_val_size(self) -> int:
+        """The shortest validation part a series may fall back to (one window) before it is
+        left out of tuning: the horizon, or the whole ``window.val_size`` the user set."""
         return self.window.val_size or self.window.horizon
 
     @property

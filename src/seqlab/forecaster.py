@@ -53,9 +53,15 @@ def season_for(cfg: PipelineConfig, freq: str) -> int:
 
 
 def prepare_fit(
-    series: SeriesData, cfg: PipelineConfig, holdout: int, val_size: int = 0
+    series: SeriesData,
+    cfg: PipelineConfig,
+    holdout: int,
+    val_size: int = 0,
+    val_step: int = 1,
+    min_val_size: int | None = None,
 ) -> PreparedData:
-    """The windows and feature spec of one fit of ``cfg`` holding out the last ``holdout``."""
+    """The windows and feature spec of one fit of ``cfg`` holding out the last ``holdout``
+    (validation windows as :func:`~seqlab.windows.prepare` takes them)."""
     w = cfg.window
     return prepare(
         series,
@@ -73,6 +79,8 @@ def prepare_fit(
         w.deseasonalize,
         w.calendar,
         cfg.model.series_embedding > 0,
+        val_step,
+        min_val_size,
     )
 
 

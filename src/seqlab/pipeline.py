@@ -35,8 +35,11 @@ from seqlab.windows import PreparedData, backtest_offsets
 
 
 def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
-    """Windows for tuning: train before the validation part, validate on it."""
-    return prepare_fit(series, cfg, cfg.val_size + cfg.test_size, cfg.val_size)
+    """Windows for tuning: train before the validation part, validate on its rolling windows
+    (fewer on a series too short for ``window.val_windows``)."""
+    return prepare_fit(
+        series, cfg, cfg.val_size + cfg.test_size, cfg.val_size, cfg.val_step, cfg.min_val_size
+    )
 
 
 def learn_epochs(series: SeriesData, cfg: PipelineConfig) -> int:

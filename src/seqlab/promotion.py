@@ -324,6 +324,7 @@ def champion_recipe(config: dict, cfg: PipelineConfig) -> PipelineConfig:
             "data": cfg.data.model_dump(mode="json"),
             "eval": cfg.eval.model_dump(mode="json"),
             "window.val_size": cfg.window.val_size,
+            "window.val_windows": cfg.window.val_windows,
         },
     )
 

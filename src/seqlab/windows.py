@@ -9,7 +9,10 @@ length T is split as
 
 Every window's *target* lies wholly inside one part: training targets end before ``v``,
 validation targets lie inside ``[v, c0)`` (their inputs reach back into training, which is the
-past), so no target point is both fitted and validated on. A fit is described by ``holdout``,
+past), so no target point is both fitted and validated on. The validation part holds rolling
+windows, origins ``val_step`` apart with the last target ending at ``c0`` (by default 3 windows
+``max(1, H // 2)`` apart: ``V = H + 2 * val_step``; a series too short for them after one
+training window holds fewer, down to one: ``min_val_size``). A fit is described by ``holdout``,
 the points at the end it must not train on, and ``val_size``, how many of those it validates
 on: tuning holds out ``V + test``, the evaluated refit ``test``, the served refit nothing.
 Scalers see only the training part of the fit they belong to.
@@ -111,6 +114,29 @@ def backtest_offsets(horizon: int, windows: int, step: int) -> list[int]:
 def min_length(input_size: int, horizon: int, val_size: int, test_size: int) -> int:
     """Points a series needs: one training window, the validation part, the backtest part."""
     return input_size + horizon + val_size + test_size
+
+
+def val_part(
+    length: int,
+    input_size: int,
+    horizon: int,
+    test_size: int,
+    val_size: int,
+    min_val_size: int,
+    step: int,
+) -> int:
+    """The validation part a series of ``length`` points holds: ``val_size``, or where the series
+    is too short for it after one training window, shorter by whole steps down to
+    ``min_val_size`` (one window fewer each); 0 when not even ``min_val_size`` fits."""
+    room = length - test_size - input_size - horizon - min_val_size
+    if room < 0:
+        return 0
+    return min(val_size, min_val_size + room // step * step)
+
+
+def val_window_count(part: int, horizon: int, step: int) -> int:
+    """Validation windows ``step`` apart whose targets lie in a part of ``part`` points."""
+    return (part - horizon) // step + 1 if part >= horizon else 0
 
 
 # ---------------------------------------------------------------- windows
@@ -284,7 +310,8 @@ class PreparedData:
 
     Validation forecasts are decoded to the data's units through the spec and scored with MASE
     (``val_target`` raw, ``val_ref`` the baseline, ``mase_scale`` per series), so that trials with
-    different losses, scalers or transforms are compared on one scale.
+    different losses, scalers or transforms are compared on one scale: the mean over each
+    series' windows, then over series (as the backtest's means), so long series do not dominate.
     """
 
     spec: FeatureSpec
@@ -325,11 +352,22 @@ class PreparedData:
         return self.spec.decode(scaled, self.val_ref, self.val_series, self.val_phases)
 
     def val_mase(self, scaled: np.ndarray) -> float:
-        """Mean MASE of validation forecasts (model outputs on ``x_val``), in data units."""
+        """MASE of validation forecasts (model outputs on ``x_val``), in data units: the mean
+        over each series' windows, then over series."""
         with warnings.catch_warnings():  # a window of filled points only scores NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             errors = np.nanmean(np.abs(self.decode_val(scaled) - self.val_target), axis=1)
-            return float(np.nanmean(errors / self.mase_scale[self.val_series]))
+            ratios = errors / self.mase_scale[self.val_series]
+        scored = ~np.isnan(ratios)
+        n = len(self.series_ids)
+        counts = np.bincount(self.val_series[scored], minlength=n)
+        sums = np.bincount(self.val_series[scored], ratios[scored], minlength=n)
+        per_series = sums[counts > 0] / counts[counts > 0]
+        return float(per_series.mean()) if per_series.size else float("nan")
+
+    def val_window_counts(self) -> np.ndarray:
+        """(S,) validation windows of each series (0: it validates on none)."""
+        return np.bincount(self.val_series, minlength=len(self.series_ids))
 
 
 def prepare(
@@ -348,9 +386,18 @@ def prepare(
     deseasonalize: Kind = "none",
     calendar: bool = False,
     series_index: bool = False,
+    val_step: int = 1,
+    min_val_size: int | None = None,
 ) -> PreparedData:
     """Windows for one fit: train on targets before ``T - holdout``, validate on the ``val_size``
-    points after it (stride 1), scale with statistics of the training part only.
+    points after it, scale with statistics of the training part only.
+
+    Validation windows have their targets wholly inside the validation part, origins
+    ``val_step`` apart, the last one ending where the part ends (statsforecast's
+    ``cross_validation(n_windows, step_size)`` shape; ``val_step=1``: every window).
+    ``min_val_size``: a series too short for the whole part after one training window validates
+    on a part shorter by whole steps, down to this size (fewer windows; :func:`val_part`),
+    instead of being skipped; unset: ``val_size``.
 
     ``pad``: inputs may start before a series does, filled with its first observation, so
     series shorter than ``input_size + horizon`` still train (one observed point is enough).
@@ -375,7 +422,16 @@ def prepare(
         anchors.append(g["ds"].iloc[0])
         filled.append(data.filled_mask(g))  # filled target points are never scored
     n_calendar = raws[0].shape[1] - 1 - len(data.covariates) if raws else 0
-    ends = [len(v) - holdout for v in raws]
+    min_input = 1 if pad else input_size
+    rest = holdout - val_size  # after the validation part: the backtest part, if any
+    parts = [val_size] * len(raws)
+    if val_size and min_val_size is not None and min_val_size < val_size:
+        fits = [
+            val_part(len(v), min_input, horizon, rest, val_size, min_val_size, val_step)
+            for v in raws
+        ]
+        parts = [p or val_size for p in fits]  # 0: too short for any, skipped below
+    ends = [len(v) - rest - part for v, part in zip(raws, parts)]
     # What the scaler and the seasonal indices are fitted on: each series before its holdout.
     fitted_on = [v.copy() for v in raws]
     for v in fitted_on:
@@ -392,14 +448,14 @@ def prepare(
         )
         for i, v in enumerate(fitted_on):
             v[:, 0] = seasonality.remove(v[:, 0], i, np.arange(len(v)))
-    min_input = 1 if pad else input_size
     usable = [end >= min_input + horizon for end in ends]
     if not any(usable):
         longest = max(len(v) for v in raws)
         what = "1 observed point" if pad else "input_size"
+        least = rest + (min_val_size if min_val_size is not None else val_size)
         raise ValueError(
             f"no series is long enough for this fit: the longest has {longest} points; it needs "
-            f"{min_input + horizon + holdout} ({what} + horizon + the held-out part)"
+            f"{min_input + horizon + min(holdout, least)} ({what} + horizon + the held-out part)"
         )
     # A series too short to train still gets a scaler (it is forecast later): fitted on what
     # it has before the holdout, or on its first point.
@@ -431,7 +487,7 @@ def prepare(
     fidx = spec.future_features
     fu_tr: list[np.ndarray] = []
     fu_va: list[np.ndarray] = []
-    for i, (v, end) in enumerate(zip(raws, ends)):
+    for i, (v, end, part) in enumerate(zip(raws, ends, parts)):
         if not usable[i]:
             continue
         raw = np.where(filled[i], np.nan, v[:, 0])  # the actuals validation scores
@@ -446,8 +502,10 @@ def prepare(
         tr_sid.append(np.full(len(x), i))
         if val_size:
             x, y, starts = target_windows(
-                scaled, input_size, horizon, lead + end, lead + end + val_size
+                scaled, input_size, horizon, lead + end, lead + end + part
             )
+            keep = (starts[-1] - starts) % val_step == 0 if len(starts) else slice(None)
+            x, y, starts = x[keep], y[keep], starts[keep]  # origins val_step apart, from the end
             fu_va.append(future_rows(scaled, starts, horizon, fidx))
             xs_va.append(x)
             ys_va.append(y)

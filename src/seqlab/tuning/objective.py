@@ -209,6 +209,10 @@ class Objective:
             params = suggest(trial, self.cfg.tune.search_space)
             cfg = with_overrides(self.cfg, params)  # ConfigError on an invalid sampled value
             prepared = self._prepared_for(cfg)
+            held = prepared.val_window_counts()
+            held = held[held > 0]  # series too short to validate on are skipped
+            trial.set_user_attr("val_windows", int(held.min()) if held.size else 0)
+            trial.set_user_attr("val_windows_max", int(held.max()) if held.size else 0)
             if self.tracking is not None:
                 handle = self.tracking.open(trial, params)
                 trial.set_user_attr("mlflow_run_id", handle.run_id)

@@ -23,6 +23,10 @@ class TuningResult:
     best_params: dict[str, Any] = field(default_factory=dict)
     best_epoch: int | None = None
     """Early stopping's best epoch (0-based) of the best trial: refits train ``best_epoch + 1``."""
+    val_windows: int | None = None
+    """Validation windows per series the best trial was scored on: the fewest of any series
+    (``val_windows_max``: the most), fewer than ``window.val_windows`` on short series."""
+    val_windows_max: int | None = None
     fail_reasons: dict[int, str] = field(default_factory=dict)
     orphaned_failed: list[int] = field(default_factory=list)
     running_trials: list[int] = field(default_factory=list)
@@ -57,6 +61,8 @@ def summarise(study: optuna.Study, **extra: Any) -> TuningResult:
         best_epoch=int(best.user_attrs["best_epoch"])
         if best and "best_epoch" in best.user_attrs
         else None,
+        val_windows=best.user_attrs.get("val_windows") if best else None,
+        val_windows_max=best.user_attrs.get("val_windows_max") if best else None,
         fail_reasons=failure_reasons(study),
         running_trials=sorted(t.number for t in trials if t.state == TrialState.RUNNING),
         **extra,
