@@ -2,7 +2,8 @@
 
 1. A challenger whose mean backtest metric does not beat seasonal naive on the same windows is
    registered but never promoted, also when there is no champion yet
-   (``registry.require_beat_baseline``).
+   (``registry.require_beat_baseline``). ``registry.baseline`` can raise that bar to the best
+   baseline or statistical reference (``best``) or a named one (``autoets``).
 2. Champion and challenger are compared on exactly the same (series, window) pairs, through one
    prediction path (:meth:`seqlab.forecaster.FittedForecaster.predict`, which the served pyfunc
    runs), and only on cutoffs after the champion's recorded training end for that series.
