@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 # directly (`python flows/training.py`), which use Prefect's own start-up.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test lint e2e install install-dev ui serve clean bench
+.PHONY: run test test-stats lint e2e install install-dev ui serve clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ run: install
 ## The whole test suite (unit, integration, real servers; PostgreSQL tests skip when unreachable).
 test: install-dev
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+## The statsforecast references' tests: statsforecast caps pandas below 3, so the `stats` extra
+## gets its own environment rather than downgrading the one `make test` uses.
+test-stats:
+	$(MAKE) install-dev VENV=.venv-stats
+	.venv-stats/bin/python -m pip install -q -e ".[stats]"
+	.venv-stats/bin/python -m pytest tests/test_references.py tests/test_gate.py \
+		tests/integration/test_references_flow.py $(ARGS)
 
 ## Lint and format check (ruff, with the line length pyproject.toml sets).
 lint: install-dev

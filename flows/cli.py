@@ -168,9 +168,11 @@ def run(
     _quiet(verbose)
     from seqlab.checks import ingest, validate_data
     from seqlab.config import load_config
+    from seqlab.references import check_available
 
     try:  # user errors (config, data) before any server starts
         cfg = load_config(config, overrides)
+        check_available(cfg.eval.references)  # statsforecast, the optional extra
         validate_data(ingest(cfg), cfg)
     except _user_errors() as e:
         _fail(str(e))

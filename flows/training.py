@@ -82,6 +82,9 @@ def ingest_task(cfg: PipelineConfig):
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_task(raw, cfg: PipelineConfig) -> SeriesData:
+    from seqlab.references import check_available
+
+    check_available(cfg.eval.references)  # the optional extra, before any tuning
     return validate_data(raw, cfg)
 
 
@@ -262,7 +265,9 @@ def promote_task(
         if champion.backtest is None:
             get_run_logger().warning("champion v%s: %s", champion_version, champion.error)
     r = cfg.registry
-    decision = promotion.decide(bt, r.metric, r.margin, r.require_beat_baseline, champion)
+    decision = promotion.decide(
+        bt, r.metric, r.margin, r.require_beat_baseline, champion, baseline=r.baseline
+    )
     registry.record_decision(client, name, version, decision.tags(), run.run_id)
     client.update_model_version(name, version, description=promotion.decision_markdown(decision))
     tracking.log_dict(run, decision.figures(), "promotion/decision.json")

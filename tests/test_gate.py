@@ -160,3 +160,35 @@ def test_a_champion_that_cannot_forecast_a_series_never_blocks_promotion() -> No
     assert d.promote and d.challenger == pytest.approx(0.2) and d.champion == pytest.approx(0.4)
     assert d.left_out == {"0": {"short": "champion: not in the model's training data"}}
     assert "series `short`: champion: not in the model's training data" in decision_markdown(d)
+
+
+def with_reference(backtest, name: str, error: float):
+    """``backtest`` with a reference column ``name`` of absolute error ``error`` everywhere."""
+    return score_backtest(backtest.frame.assign(**{name: error}), backtest.season)
+
+
+def test_best_bar_refuses_a_model_that_beats_seasonal_naive_but_not_the_best_reference() -> None:
+    challenger = with_reference(bt([0.7, 0.7]), "autoets", 0.5)  # snaive 1.0, autoets 0.5
+    assert decide(challenger, "mase").promote  # today's gate: seasonal naive only
+    d = decide(challenger, "mase", baseline="best")
+    assert not d.promote and d.bar == "autoets" and d.bar_score == pytest.approx(0.5)
+    assert d.reason.startswith("does not beat autoets (best reference): mean backtest mase")
+    assert d.tags()["seqlab.promotion.bar"] == "autoets"
+    better = decide(with_reference(bt([0.4, 0.4]), "autoets", 0.5), "mase", baseline="best")
+    assert better.promote and "autoets (best reference) 0.5000" in better.reason
+
+
+def test_named_bar_and_seasonal_naive_are_both_required() -> None:
+    # autoets is weaker than seasonal naive here: beating it is not enough.
+    challenger = with_reference(bt([1.2, 1.2]), "autoets", 2.0)
+    d = decide(challenger, "mase", baseline="autoets")
+    assert not d.promote and d.bar == "autoets"
+    assert d.reason.startswith("does not beat seasonal naive")
+    # best picks seasonal naive when no reference beats it.
+    d = decide(challenger, "mase", baseline="best")
+    assert d.bar == "seasonal_naive" and "seasonal naive (best baseline)" in d.reason
+    # A reference that could not be scored (NaN) is never the best bar, and as a named bar
+    # it refuses: an unscored bar is not beaten.
+    unscored = with_reference(bt([0.5, 0.5]), "autoets", float("nan"))
+    assert decide(unscored, "mase", baseline="best").bar == "seasonal_naive"
+    assert not decide(unscored, "mase", baseline="autoets").promote

@@ -285,6 +285,21 @@ class EvalConfig(_Section):
     errors (split conformal, as statsforecast's ``PredictionIntervals``): forecasts carry
     ``q<level>`` columns (80 -> q0.1, q0.9). ``[]``: none. A quantile model uses its own levels."""
     plot: bool = True
+    references: list[str] = Field(default_factory=list)
+    """statsforecast models scored beside the baselines on the same cutoffs and histories
+    (``AutoETS``, ``AutoTheta``, ``AutoARIMA``; ``pip install 'seqlab[stats]'``). ``[]``: none,
+    so the core install runs without statsforecast."""
+
+    @field_validator("references")
+    @classmethod
+    def _known_references(cls, v: list[str]) -> list[str]:
+        from seqlab.references import KNOWN
+
+        by_lower = {k.lower(): k for k in KNOWN}
+        bad = [r for r in v if str(r).lower() not in by_lower]
+        if bad:
+            raise ValueError(f"unknown reference {bad[0]!r}; known: {', '.join(KNOWN)}")
+        return list(dict.fromkeys(by_lower[str(r).lower()] for r in v))
 
     @field_validator("intervals")
     @classmethod
@@ -328,6 +343,10 @@ class RegistryConfig(_Section):
     require_beat_baseline: bool = True
     """A challenger whose mean backtest ``metric`` does not beat seasonal naive on the same
     windows is registered but never promoted (also when there is no champion yet)."""
+    baseline: str = "seasonal_naive"
+    """The bar the gate's first check uses: ``seasonal_naive``, ``best`` (the best of the
+    baselines and ``eval.references`` by ``metric``) or a reference (``autoets``). The model
+    must beat seasonal naive as well, whatever the bar."""
     serve: Literal["refit", "evaluated"] = "refit"
     """``refit``: the registered model is refit on the whole history with the chosen parameters
     and epoch count; ``evaluated``: register the very model the backtest scored."""
@@ -363,6 +382,19 @@ class PipelineConfig(_Section):
                 f"leaves no validation window: set window.val_size to at least {w.horizon}, or "
                 "null (window.val_windows rolling windows)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _baseline_is_scored(self) -> PipelineConfig:
+        bar = self.registry.baseline.lower()
+        refs = [r.lower() for r in self.eval.references]
+        if bar not in ("seasonal_naive", "best", *refs):
+            raise ValueError(
+                f"registry.baseline={self.registry.baseline}: use seasonal_naive, best or one of "
+                f"eval.references ({', '.join(self.eval.references) or 'none listed'})"
+            )
+        if bar != self.registry.baseline:
+            self.registry.baseline = bar
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from seqlab.data import SeriesData
+from seqlab.references import COLUMNS as REFERENCES
 from seqlab.windows import seasonal_mae
 
 METRICS = ("mae", "rmse", "smape", "mase")
@@ -122,6 +123,9 @@ Forecaster = Callable[[SeriesData], pd.DataFrame]
 """History (validated, canonical) -> ``unique_id, ds, forecast`` for the next horizon."""
 
 BASELINES = ("naive", "seasonal_naive")
+COMPARED = (*BASELINES, *REFERENCES)
+"""What the model is scored beside, when the frame has the column: baselines, then references
+(:mod:`seqlab.references`)."""
 
 
 def keep_series(series: SeriesData, ids: set) -> SeriesData:
@@ -243,6 +247,10 @@ def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
         y, f = g["y"].to_numpy(), g[method].to_numpy()
         scale = g["mase_scale"].iloc[0]
         row = {"unique_id": sid, "window": window, "cutoff": g["cutoff"].iloc[0]}
+        if not np.isfinite(f).all() and method in REFERENCES:
+            # A reference that could not be fitted here is not scored here (it was warned of).
+            rows.append({**row, **{m: float("nan") for m in METRICS}})
+            continue
         if not np.isfinite(f).all():
             # A missing or non-finite forecast is infinitely wrong: it must never average away.
             rows.append({**row, **{m: float("inf") for m in METRICS}})
@@ -261,7 +269,7 @@ def _series_window_scores(frame: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def score_backtest(frame: pd.DataFrame, season: int) -> Backtest:
-    methods = ["model", *[b for b in BASELINES if b in frame.columns]]
+    methods = ["model", *[b for b in COMPARED if b in frame.columns]]
     per_window, per_series, mean = [], [], {}
     for method in methods:
         sw = _series_window_scores(frame, method)
@@ -310,8 +318,9 @@ def plot_backtest(
     max_series: int = 4,
     context: int | None = None,
 ) -> Path:
-    """Actuals, model and seasonal-naive forecasts of every window on a dated x-axis, zoomed on
-    the backtest (plus ``context`` points of history before it, default two windows' worth)."""
+    """Actuals, model, seasonal-naive and reference forecasts (dashed) of every window on a dated
+    x-axis, zoomed on the backtest (plus ``context`` points of history before it, default two
+    windows' worth)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,6 +361,12 @@ def plot_backtest(
                 ls="--",
                 label="seasonal naive" if label else None,
             )
+            for ref, color in zip(
+                [r for r in REFERENCES if r in part], ("tab:green", "tab:red", "tab:purple")
+            ):
+                ax.plot(
+                    part["ds"], part[ref], color=color, lw=1, ls="--", label=ref if label else None
+                )
             ax.axvline(part["cutoff"].iloc[0], color="0.6", lw=0.8, ls=":")
         ax.set_title(f"{title} {sid}: {fc['window'].nunique()} backtest windows".strip())
         ax.legend(loc="upper left", fontsize=8)

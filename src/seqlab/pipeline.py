@@ -31,6 +31,7 @@ from seqlab.forecaster import (  # noqa: F401 (re-exported: the steps' building 
     training_end,
     with_point_bands,
 )
+from seqlab.references import add_references
 from seqlab.windows import PreparedData, backtest_offsets
 
 
@@ -68,8 +69,8 @@ def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:
 
 
 def backtest_model(fitted: FittedForecaster, series: SeriesData, cfg: PipelineConfig) -> Backtest:
-    """Rolling-origin backtest of a model trained before the first cutoff, and the baselines,
-    through the model's own prediction path.
+    """Rolling-origin backtest of a model trained before the first cutoff, and the baselines
+    and ``eval.references`` on the same cutoffs, through the model's own prediction path.
 
     With ``eval.conformal``, the intervals are scored as served: calibrated, each window with
     margins from the others (a quantile network's own quantiles; a point network's
@@ -95,6 +96,7 @@ def backtest_model(fitted: FittedForecaster, series: SeriesData, cfg: PipelineCo
             if levels:
                 frame = conformal.cross_calibrate(with_point_bands(frame, levels), levels)
                 frame = frame.drop(columns=[conformal.RAW + conformal.column(q) for q in levels])
+    frame = add_references(frame, series, cfg.eval.references, season)
     return score_backtest(frame, season)
 
 

@@ -2,7 +2,8 @@
 
 1. A challenger whose mean backtest metric does not beat seasonal naive on the same windows is
    registered but never promoted, also when there is no champion yet
-   (``registry.require_beat_baseline``).
+   (``registry.require_beat_baseline``). ``registry.baseline`` can raise that bar to the best
+   baseline or statistical reference (``best``) or a named one (``autoets``).
 2. Champion and challenger are compared on exactly the same (series, window) pairs, through one
    prediction path (:meth:`seqlab.forecaster.FittedForecaster.predict`, which the served pyfunc
    runs), and only on cutoffs after the champion's recorded training end for that series.
@@ -28,7 +29,7 @@ import pandas as pd
 
 from seqlab.config import PipelineConfig, build_config, with_overrides
 from seqlab.data import SeriesData
-from seqlab.evaluate import Backtest, score_backtest
+from seqlab.evaluate import BASELINES, Backtest, score_backtest
 
 if TYPE_CHECKING:
     from seqlab.forecaster import FittedForecaster
@@ -70,6 +71,9 @@ class Decision:
     """window -> the series both sides were scored on there."""
     left_out: dict[str, dict[str, str]] = field(default_factory=dict)
     """window -> series -> why it was not compared there."""
+    bar: str = "seasonal_naive"
+    """The method the gate's first check used (``registry.baseline``); seasonal naive as well."""
+    bar_score: float | None = None
 
     def figures(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
@@ -86,6 +90,8 @@ class Decision:
             "seqlab.promotion.metric": self.metric,
             "seqlab.promotion.challenger": fmt(self.challenger),
             "seqlab.promotion.seasonal_naive": fmt(self.baseline),
+            "seqlab.promotion.bar": self.bar,
+            "seqlab.promotion.bar_score": fmt(self.bar_score),
             "seqlab.promotion.champion": fmt(self.champion),
             "seqlab.promotion.champion_version": self.champion_version or "",
             "seqlab.promotion.comparison": self.comparison,
@@ -107,7 +113,8 @@ def decision_markdown(d: Decision) -> str:
         f"{verdict}: {d.reason}",
         "",
         f"Compared on `{d.metric}` ({d.comparison}); seasonal naive on all backtest windows: "
-        f"{'-' if d.baseline is None else f'{d.baseline:.4f}'}.",
+        f"{'-' if d.baseline is None else f'{d.baseline:.4f}'}"
+        + ("." if d.bar == "seasonal_naive" else f"; the gate's bar, {d.bar}: {d.bar_score:.4f}."),
         "",
         "| window | cutoff | challenger | champion | series compared |",
         "|---:|---|---:|---:|---|",
@@ -133,20 +140,49 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def gate_bar(challenger: Backtest, metric: str, baseline: str = "seasonal_naive") -> str:
+    """The method named by ``registry.baseline``: ``best`` is the baseline or reference with the
+    lowest finite mean ``metric`` (seasonal naive when none is finite)."""
+    if baseline != "best":
+        return baseline
+    scored = {
+        m: v[metric]
+        for m, v in challenger.mean.items()
+        if m != "model" and math.isfinite(v.get(metric, math.nan))
+    }
+    return min(scored, key=scored.get) if scored else "seasonal_naive"
+
+
+def _bar_label(bar: str, baseline: str) -> str:
+    name = bar.replace("_", " ") if bar in BASELINES else bar
+    if baseline != "best":
+        return name
+    return f"{name} (best {'baseline' if bar in BASELINES else 'reference'})"
+
+
 def decide(
     challenger: Backtest,
     metric: str,
     margin: float = 0.0,
     require_beat_baseline: bool = True,
     champion: ChampionScores | None = None,
+    baseline: str = "seasonal_naive",
 ) -> Decision:
-    """Whether to promote the challenger; pure, so every branch is testable without a registry."""
+    """Whether to promote the challenger; pure, so every branch is testable without a registry.
+
+    ``baseline`` (``registry.baseline``) is the bar of the first check: ``seasonal_naive``,
+    ``best`` or a reference's column (``autoets``); the challenger must beat seasonal naive too.
+    """
+    bar_name = gate_bar(challenger, metric, baseline)
+    bar_score = challenger.mean.get(bar_name, {}).get(metric, math.nan)
     score = challenger.mean["model"][metric]
-    baseline = challenger.mean["seasonal_naive"][metric]
+    baseline_name, baseline = baseline, challenger.mean["seasonal_naive"][metric]
     base = dict(
         metric=metric,
         challenger=score,
         baseline=baseline,
+        bar=bar_name,
+        bar_score=bar_score,
         windows=challenger.windows,
         cutoffs=challenger.cutoffs,
         challenger_scores=challenger.scores("model", metric),
@@ -159,10 +195,18 @@ def decide(
                 "makes no error to scale by; set registry.metric=mae to compare"
             )
         return Decision(False, why, **base)
+    if require_beat_baseline and bar_name != "seasonal_naive" and not score < bar_score:
+        return Decision(
+            False,
+            f"does not beat {_bar_label(bar_name, baseline_name)}: mean backtest {metric} "
+            f"{score:.4f} vs {bar_score:.4f} on the same {len(challenger.windows)} "
+            "windows; registered, not promoted",
+            **base,
+        )
     if require_beat_baseline and not score < baseline:
         return Decision(
             False,
-            f"does not beat seasonal naive: mean backtest {metric} "
+            f"does not beat {_bar_label('seasonal_naive', baseline_name)}: mean backtest {metric} "
             f"{score:.4f} vs {baseline:.4f} on the same {len(challenger.windows)} "
             "windows; registered, not promoted",
             **base,
@@ -170,7 +214,12 @@ def decide(
     if champion is None:
         return Decision(
             True,
-            f"no champion yet; {metric} {score:.4f} beats seasonal naive {baseline:.4f}",
+            f"no champion yet; {metric} {score:.4f} beats seasonal naive {baseline:.4f}"
+            + (
+                f" and {_bar_label(bar_name, baseline_name)} {bar_score:.4f}"
+                if bar_name != "seasonal_naive"
+                else ""
+            ),
             **base,
         )
     if champion.backtest is None:
@@ -212,6 +261,8 @@ def decide(
     fields = dict(
         metric=metric,
         baseline=baseline,
+        bar=bar_name,
+        bar_score=bar_score,
         champion=theirs_mean,
         champion_version=champion.version,
         comparison=champion.comparison,
