@@ -58,7 +58,7 @@ def _prefect_server() -> Iterator[None]:
     server that ends with this command, also when it is SIGKILLed. It gets
     ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (default 120 s) to start; if it does not,
     one line says what to do (exit status 4)."""
-    from seqlab.servers import PrefectStartError, temporary_prefect_api
+    from flows.servers import PrefectStartError, temporary_prefect_api
 
     stack = ExitStack()
     try:
@@ -166,8 +166,8 @@ def run(
     """Run the training flow: tune, refit, backtest, register and promote."""
     config, overrides = _split_config_args(args)
     _quiet(verbose)
-    from seqlab.checks import ingest, validate_data
     from seqlab.config import load_config
+    from seqlab.data.checks import ingest, validate_data
 
     try:  # user errors (config, data) before any server starts
         cfg = load_config(config, overrides)
@@ -176,10 +176,10 @@ def run(
         _fail(str(e))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from flows.report import render_rich
     from flows.training import training_pipeline
     from seqlab import progress
     from seqlab.redact import move_secrets_to_env
-    from seqlab.report import render_rich
 
     overrides = move_secrets_to_env(overrides)  # Prefect stores flow parameters: no passwords
     bar = Progress(
@@ -217,10 +217,10 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing seqlab.yaml.")] = False,
 ) -> None:
     """Write a starter config for your own data, with the columns' roles guessed."""
-    from seqlab.checks import validate_data
     from seqlab.config import load_config
     from seqlab.data import load_raw
-    from seqlab.starter import guess_roles, starter_yaml
+    from seqlab.data.checks import validate_data
+    from seqlab.data.starter import guess_roles, starter_yaml
 
     target = directory / "seqlab.yaml"
     if not data:
@@ -292,7 +292,7 @@ TrackingOpt = Annotated[
 
 
 def _client(tracking_uri: str | None):
-    from seqlab.tracking import client_for, resolve_tracking_uri
+    from seqlab.registry.tracking import client_for, resolve_tracking_uri
 
     return client_for(resolve_tracking_uri(tracking_uri))
 
@@ -314,8 +314,7 @@ def _check_forecast_inputs(
     try:
         check_output(output)  # the cheap checks first: no mlflow or torch imported yet
         check_input_path(input)
-        from seqlab import serving
-        from seqlab.registry import resolve_version
+        from seqlab.registry import resolve_version, serving
 
         client = _client(tracking_uri)
         resolved = resolve_version(client, model, None if version else alias, version)
@@ -493,8 +492,8 @@ def ui(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Start the MLflow UI for this project's store (one worker, job execution off)."""
-    from seqlab.servers import run_mlflow_ui
-    from seqlab.tracking import resolve_tracking_uri
+    from flows.servers import run_mlflow_ui
+    from seqlab.registry.tracking import resolve_tracking_uri
 
     run_mlflow_ui(resolve_tracking_uri(tracking_uri), host, port)
 
@@ -535,7 +534,7 @@ def serve_model(
     """Serve a registered model over HTTP (MLflow's scoring server: POST /invocations)."""
     from seqlab.config import load_config
     from seqlab.registry import resolve_version
-    from seqlab.tracking import resolve_tracking_uri
+    from seqlab.registry.tracking import resolve_tracking_uri
 
     try:
         model = name or load_config(None).model_name
@@ -580,7 +579,7 @@ def _serve_until_stopped(cmd: list[str], env: dict[str, str], banner: str) -> No
     then it is stopped with everything it spawned (no orphans), and this exits 0."""
     import signal
 
-    from seqlab.servers import spawn
+    from flows.servers import spawn
 
     class _Stop(Exception):
         pass

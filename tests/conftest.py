@@ -157,7 +157,7 @@ def pg_url():
 def cli_env(tmp: Path) -> dict[str, str]:
     """Environment for a real `seqlab` subprocess: quiet, its own Prefect home under ``tmp``,
     no inherited servers (a temporary Prefect server, MLflow in ``tmp/mlruns``)."""
-    from seqlab import servers
+    from flows import servers
 
     env = {
         **os.environ,

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from conftest import make_tiny_config, sine_frame
-from seqlab.checks import validate_data
 from seqlab.config import DataConfig
 from seqlab.data import DataError, load_raw, validate
+from seqlab.data.checks import validate_data
 from seqlab.errors import TrainingError
-from seqlab.evaluate import backtest
+from seqlab.evaluation import backtest
 from seqlab.inference import user_frame
 from seqlab.pipeline import backtest_model, refit
-from seqlab.promotion import decide
+from seqlab.registry.promotion import decide
 
 CFG = DataConfig(source="x", time_column="ds", target="y")
 

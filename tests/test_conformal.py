@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqlab import conformal
-from seqlab.evaluate import score_backtest
+from seqlab.evaluation import conformal, score_backtest
 
 
 def test_margin_is_the_finite_sample_conformal_quantile() -> None:

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from conftest import make_tiny_config, sine_frame
-from seqlab.checks import required_length, validate_data
 from seqlab.config import DataConfig
 from seqlab.data import (
     DataError,
@@ -16,6 +15,7 @@ from seqlab.data import (
     season_length,
     validate,
 )
+from seqlab.data.checks import required_length, validate_data
 
 CFG = DataConfig(source="x", time_column="ds", target="y")
 

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from seqlab.devices import (
+from seqlab.models import build_model, count_parameters
+from seqlab.training.devices import (
     WorkerSlot,
     cpu_threads_per_worker,
     default_trials_per_gpu,
@@ -15,7 +16,6 @@ from seqlab.devices import (
     recurrent_params,
     resolve_device,
 )
-from seqlab.models import build_model, count_parameters
 
 
 def test_two_gpus_four_per_gpu_gives_eight_round_robin_slots():

@@ -4,7 +4,7 @@ import pytest
 
 from seqlab.config import DataConfig
 from seqlab.data import validate
-from seqlab.evaluate import (
+from seqlab.evaluation import (
     backtest,
     cross_validation,
     interval_metrics,

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from conftest import sine_frame
-from seqlab import explain
 from seqlab.config import DataConfig, apply_overrides, build_config, with_overrides
 from seqlab.data import validate
+from seqlab.evaluation import explain
+from seqlab.features.windows import PreparedData
 from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import refit
-from seqlab.windows import PreparedData
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -17,7 +17,7 @@ from seqlab.data import validate
 from seqlab.forecaster import FORMAT, FittedForecaster, ModelFormatError, central_levels
 from seqlab.inference import truncate
 from seqlab.pipeline import backtest_model, calibrate, prepare_fit, refit, train_model
-from seqlab.train import predict
+from seqlab.training.trainer import predict
 
 
 def frame_with_everything(n: int = 120) -> pd.DataFrame:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqlab.evaluate import score_backtest
-from seqlab.promotion import (
+from seqlab.evaluation import score_backtest
+from seqlab.registry.promotion import (
     RETRAINED,
     UNSEEN,
     ChampionScores,

@@ -13,14 +13,14 @@ import optuna
 import pytest
 import torch
 
-import seqlab.train as train_mod
+import seqlab.training.trainer as train_mod
 from conftest import sine_frame
 from seqlab.config import TrainConfig, build_config
 from seqlab.data import validate
-from seqlab.devices import plan_slots, resolve_device
 from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import prepare_data, train_model
-from seqlab.train import DeviceData, fit
+from seqlab.training.devices import plan_slots, resolve_device
+from seqlab.training.trainer import DeviceData, fit
 from seqlab.tuning import tune_study
 from seqlab.tuning.storage import study_name_for
 

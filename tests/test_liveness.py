@@ -11,8 +11,8 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from seqlab import tracking
 from seqlab.processes import owner_alive, owner_record
+from seqlab.registry import tracking
 from seqlab.tuning.liveness import OWNER_ATTR, fail_orphaned_trials
 from seqlab.tuning.storage import make_storage
 

@@ -1,7 +1,7 @@
 """Trials and epochs are reported to a progress sink (what `seqlab run` draws its bar from)."""
 
 from seqlab import progress
-from seqlab.checks import ingest, validate_data
+from seqlab.data.checks import ingest, validate_data
 from seqlab.tuning import tune_study
 
 

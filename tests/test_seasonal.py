@@ -9,8 +9,7 @@ import torch
 
 from seqlab.config import with_overrides
 from seqlab.data import SeriesData
-from seqlab.pipeline import prepare_data, refit
-from seqlab.seasonal import (
+from seqlab.features.seasonal import (
     Seasonality,
     centred_moving_average,
     fit_seasonality,
@@ -18,6 +17,7 @@ from seqlab.seasonal import (
     seasonal_indices,
     steps_between,
 )
+from seqlab.pipeline import prepare_data, refit
 
 INDEX = np.array([0.8, 0.9, 1.2, 1.1])  # mean 1
 

@@ -1,6 +1,6 @@
 """What the served model tells its callers about its own input."""
 
-from seqlab import serving
+from seqlab.registry import serving
 
 
 def test_a_models_data_encoding_is_its_training_datas_else_utf8() -> None:

@@ -12,7 +12,7 @@ from conftest import sine_frame
 from flows.cli import app
 from seqlab.config import load_config
 from seqlab.data import DataError
-from seqlab.starter import guess_roles, starter_yaml
+from seqlab.data.starter import guess_roles, starter_yaml
 
 
 def sales(n: int = 120) -> pd.DataFrame:

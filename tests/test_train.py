@@ -6,14 +6,21 @@ import pandas as pd
 import pytest
 import torch
 
-import seqlab.train as train_mod
+import seqlab.training.trainer as train_mod
 from conftest import sine_frame
 from seqlab.config import PipelineConfig, TrainConfig, with_overrides
 from seqlab.data import validate
+from seqlab.features.windows import seasonal_mae
 from seqlab.models import RecurrentForecaster
 from seqlab.pipeline import backtest_model, calibrate, prepare_data, refit, train_model
-from seqlab.train import Callback, DeviceData, NonFiniteLossError, PinballLoss, fit, predict
-from seqlab.windows import seasonal_mae
+from seqlab.training.trainer import (
+    Callback,
+    DeviceData,
+    NonFiniteLossError,
+    PinballLoss,
+    fit,
+    predict,
+)
 
 
 def tiny_cfg(**over: object) -> PipelineConfig:

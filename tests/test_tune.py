@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from conftest import make_tiny_config
 from faults import fault_callbacks, parse
 from seqlab.config import ParamSpec
-from seqlab.devices import recurrent_params
 from seqlab.pipeline import ingest, validate_data
+from seqlab.training.devices import recurrent_params
 from seqlab.tuning import space, storage
 from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR
 from seqlab.tuning.objective import Objective, SurplusTrial

@@ -5,7 +5,7 @@ import pytest
 from conftest import sine_frame
 from seqlab.config import DataConfig
 from seqlab.data import validate
-from seqlab.windows import (
+from seqlab.features.windows import (
     Scaler,
     apply_transform,
     backtest_offsets,
@@ -200,7 +200,7 @@ def test_padding_lets_short_series_train_and_skips_the_hopeless(tmp_path) -> Non
 def test_window_sampler_draws_series_uniformly() -> None:
     import torch
 
-    from seqlab.train import WindowSampler
+    from seqlab.training.trainer import WindowSampler
 
     # Series 0 has 1000 windows, series 1 has 10: an epoch of draws is half each.
     sampler = WindowSampler.from_series(

@@ -15,8 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import FAULT_WORKER, worker_env
-from seqlab.devices import WorkerSlot
 from seqlab.pipeline import ingest, validate_data
+from seqlab.training.devices import WorkerSlot
 from seqlab.tuning import TuningResult, liveness, storage, tune_study, worker
 from seqlab.tuning import objective as objective_mod
 from seqlab.tuning.liveness import HEARTBEAT_ATTR, OWNER_ATTR

@@ -13,11 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seqlab.errors import ConfigError  # noqa: F401 (raised here, re-exported)
 from seqlab.redact import expand_env
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the key."""
 
 
 class _Section(BaseModel):
@@ -81,11 +78,11 @@ class WindowConfig(_Section):
     from its input window (needs ``input_size`` >= the season)."""
     calendar: bool = False
     """Feed calendar features of each timestamp, chosen by the frequency (month of year, day of
-    week, hour of day...; ``seqlab.features``), over the input window and the horizon."""
+    week, hour of day...; ``seqlab.features.calendar``), over the input window and the horizon."""
     deseasonalize: Literal["none", "multiplicative", "additive"] = "none"
     """Remove each series' classical seasonal indices (fitted on the training part, only for
     series that test seasonal) before scaling, and put them back on the forecasts
-    (``seqlab.seasonal``). ``multiplicative`` leaves series with values <= 0 unadjusted."""
+    (``seqlab.features.seasonal``). ``multiplicative`` leaves series with values <= 0 unadjusted."""
     pad: bool = False
     """Let inputs start before a series does (filled with its first observation): series shorter
     than ``input_size + horizon`` still train and forecast."""
@@ -270,8 +267,8 @@ class EvalConfig(_Section):
     """Points between consecutive cutoffs; defaults to ``window.horizon``."""
     conformal: bool = True
     """For a quantile model: calibrate its central intervals on the backtest windows' errors
-    (conformalized quantile regression, ``seqlab.conformal``), so a P% band holds about P% of
-    unseen actuals; the backtest scores each window calibrated on the others and logs the
+    (conformalized quantile regression, ``seqlab.evaluation.conformal``), so a P% band holds about
+    P% of unseen actuals; the backtest scores each window calibrated on the others and logs the
     network's own coverage as ``raw_coverage_<P>``."""
     intervals: list[float] = Field(default_factory=lambda: [80.0, 95.0])
     """Central prediction intervals (coverage in percent) of a point model, from its backtest

@@ -290,7 +290,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 def scoring_server(champion, tmp_path_factory):
     """`seqlab serve-model` on a free port (the store set by MLFLOW_TRACKING_URI, as a user
     would), stopped with SIGTERM at the end: nothing it started may be left."""
-    from seqlab.servers import free_port, process_tree
+    from flows.servers import free_port, process_tree
 
     cwd = tmp_path_factory.mktemp("serve")
     port = free_port()
@@ -344,7 +344,7 @@ def test_serve_model_answers_the_readme_request_with_the_models_forecast(
     served = pd.DataFrame(body["predictions"])
     assert len(served) == 12 and served["ds"].iloc[0].startswith("1961-01-01")
 
-    from seqlab import serving, tracking
+    from seqlab.registry import serving, tracking
 
     local = serving.load_forecaster(tracking.client_for(_store(champion)), PROMO_MODEL, "1")
     expected = serving.predict_checked(local, history)

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import FAULT_WORKER, worker_env
-from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
+from seqlab.registry import tracking
 from seqlab.tuning import storage
 from seqlab.tuning.tracked import tune_under_run
 

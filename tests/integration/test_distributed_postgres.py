@@ -14,8 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import FAULT_WORKER, open_storage_at_once, worker_env
-from seqlab import tracking
 from seqlab.pipeline import ingest, validate_data
+from seqlab.registry import tracking
 from seqlab.tuning import storage as tuning_storage
 from seqlab.tuning.tracked import tune_under_run
 

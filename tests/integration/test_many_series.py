@@ -59,7 +59,7 @@ def test_short_series_are_reported_not_fatal(tmp_path, prefect_harness) -> None:
     evaluated = {"s0", "s1", "s2"} - set(summary.not_evaluated)
     assert set(per_series["unique_id"]) == evaluated
     # Every series, short ones included, is forecast by the served model.
-    from seqlab.serving import load_forecaster
+    from seqlab.registry.serving import load_forecaster
 
     model = load_forecaster(client, summary.model_name, "1")
     history = pd.read_csv(tmp_path / "stores.csv", parse_dates=["ds"])

@@ -13,7 +13,7 @@ from conftest import DEFAULT_CONFIG, tiny_overrides
 from flows.cli import app
 from flows.training import training_pipeline
 from seqlab import registry
-from seqlab.promotion import RETRAINED, UNSEEN
+from seqlab.registry.promotion import RETRAINED, UNSEEN
 
 pytestmark = pytest.mark.integration
 NAME = "seqlab-airpassengers"

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from conftest import DEFAULT_CONFIG, sine_frame, tiny_overrides
+from flows.report import render_markdown
 from flows.training import training_pipeline
-from seqlab import serving
 from seqlab.data import DataError
-from seqlab.report import render_markdown
+from seqlab.registry import serving
 
 pytestmark = pytest.mark.integration
 

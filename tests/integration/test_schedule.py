@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_CONFIG, tiny_overrides
-from seqlab import servers
+from flows import servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 MODEL = "seqlab-airpassengers"

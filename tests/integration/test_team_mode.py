@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_CONFIG, tiny_overrides
-from seqlab import servers
+from flows import servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

@@ -136,7 +136,7 @@ def test_registered_with_aliases_and_study(first_run) -> None:
 
 def test_champion_loads_and_forecasts(first_run) -> None:
     tmp, _ = first_run
-    from seqlab.serving import load_forecaster
+    from seqlab.registry.serving import load_forecaster
 
     model = load_forecaster(_client(tmp), NAME, "1")
     hist = pd.read_csv(Path(__file__).parents[2] / "src/seqlab/datasets/airpassengers.csv")

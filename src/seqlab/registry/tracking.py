@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from seqlab.config import PipelineConfig
 from seqlab.processes import owner_alive, owner_record
 from seqlab.redact import redact, redact_tree
-from seqlab.train import Callback
+from seqlab.training.trainer import Callback
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -361,7 +361,7 @@ def start_pipeline_run(
     """Open the parent run: settings as params (all but the searched ones, which are logged with
     their tuned values by :func:`record_trained_config`), data digest, dataset input, commit."""
     from seqlab.config import flatten
-    from seqlab.data import resolve_source
+    from seqlab.data.series import resolve_source
 
     ref = start_parent_run(
         cfg, {"seqlab.data_digest": series.digest, "seqlab.freq": series.freq, **(tags or {})}

@@ -1,4 +1,4 @@
-"""Point-forecast metrics, naive baselines, rolling-origin backtests and their plot.
+"""Rolling-origin backtests: the model and the naive baselines forecast from the same cutoffs.
 
 MASE is scaled by the in-sample seasonal-naive MAE of each series' history before the cutoff
 (Hyndman & Koehler 2006). A backtest scores forecasts made at several cutoffs (the shape of
@@ -15,106 +15,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from seqlab.data import SeriesData
-from seqlab.windows import seasonal_mae
-
-METRICS = ("mae", "rmse", "smape", "mase")
-
-
-def quantile_levels(frame: pd.DataFrame) -> list[float]:
-    """Levels of the ``q<level>`` columns of a forecast or cross-validation frame."""
-    out = []
-    for c in frame.columns:
-        if isinstance(c, str) and c.startswith("q"):
-            try:
-                out.append(float(c[1:]))
-            except ValueError:
-                continue
-    return sorted(out)
-
-
-def _observed(y: np.ndarray, *forecasts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``y`` and the forecasts at the points with an observed (non-NaN) actual."""
-    y = np.asarray(y, dtype="float64")
-    seen = ~np.isnan(y)
-    return (y[seen], *(np.asarray(f, dtype="float64")[seen] for f in forecasts))
-
-
-def _mean(values: np.ndarray) -> float:
-    """The mean, NaN over no values (no warning)."""
-    return float(np.mean(values)) if len(values) else float("nan")
-
-
-def pinball(y: np.ndarray, f: np.ndarray, level: float) -> float:
-    """Mean pinball loss over the observed (non-NaN) actuals."""
-    y, f = _observed(y, f)
-    diff = y - f
-    return _mean(np.maximum(level * diff, (level - 1) * diff))
-
-
-def interval_metrics(
-    y: np.ndarray, quantiles: dict[float, np.ndarray], median: np.ndarray, scale: float
-) -> dict[str, float]:
-    """``spl``: the pinball loss averaged over the levels (the median included), scaled like
-    MASE; ``coverage_<P>``: share of actuals inside each central P% interval (levels q, 1 - q).
-    Over the observed (non-NaN) actuals only; NaN when there are none."""
-    levels = {**quantiles, 0.5: median}
-    out = {"spl": float(np.mean([pinball(y, f, q) for q, f in levels.items()])) / scale}
-    for q, lo in quantiles.items():
-        hi = quantiles.get(round(1 - q, 10))
-        if q < 0.5 and hi is not None:
-            ys, los, his = _observed(y, lo, hi)
-            out[f"coverage_{round(100 * (1 - 2 * q)):d}"] = _mean((ys >= los) & (ys <= his))
-    return out
-
-
-def mae(y: np.ndarray, f: np.ndarray) -> float:
-    """Mean absolute error over the observed (non-NaN) actuals; NaN when there are none."""
-    y, f = _observed(y, f)
-    return _mean(np.abs(y - f))
-
-
-def rmse(y: np.ndarray, f: np.ndarray) -> float:
-    """Root mean squared error over the observed (non-NaN) actuals; NaN when there are none."""
-    y, f = _observed(y, f)
-    return float(np.sqrt(_mean((y - f) ** 2)))
-
-
-def smape(y: np.ndarray, f: np.ndarray) -> float:
-    """Symmetric MAPE in percent (0..200) over the observed (non-NaN) actuals; a 0/0 term
-    counts as 0; NaN when there are no observed actuals."""
-    y, f = _observed(y, f)
-    denom = np.abs(y) + np.abs(f)
-    ratio = np.divide(
-        2 * np.abs(y - f), denom, out=np.zeros_like(denom, dtype=float), where=denom > 0
-    )
-    return 100 * _mean(ratio)
-
-
-def mase_scale(train: np.ndarray, season: int) -> float:
-    """In-sample seasonal-naive MAE of the training part (falls back to lag 1 when too short)."""
-    return seasonal_mae(train, season)
-
-
-def mase(y: np.ndarray, f: np.ndarray, scale: float) -> float:
-    return mae(y, f) / scale
-
-
-def naive_forecast(history: np.ndarray, horizon: int) -> np.ndarray:
-    return np.repeat(history[-1], horizon)
-
-
-def seasonal_naive_forecast(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
-    if season <= 1 or len(history) < season:
-        return naive_forecast(history, horizon)
-    last = history[-season:]
-    return np.resize(last, horizon)  # repeats the last season as often as needed
-
+from seqlab.data.series import SeriesData
+from seqlab.evaluation.metrics import (
+    METRICS,
+    interval_metrics,
+    mae,
+    mase_scale,
+    naive_forecast,
+    quantile_levels,
+    rmse,
+    seasonal_naive_forecast,
+    smape,
+)
 
 # ---------------------------------------------------------------- rolling-origin backtests
 
@@ -300,66 +216,3 @@ def backtest(
     """Cross-validate ``forecaster`` and the baselines on the same cutoffs and score them."""
     frame = cross_validation(series, offsets, horizon, season, forecaster, labels, min_history)
     return score_backtest(frame, season)
-
-
-def plot_backtest(
-    series: SeriesData,
-    bt: Backtest,
-    path: str | Path,
-    title: str = "",
-    max_series: int = 4,
-    context: int | None = None,
-) -> Path:
-    """Actuals, model and seasonal-naive forecasts of every window on a dated x-axis, zoomed on
-    the backtest (plus ``context`` points of history before it, default two windows' worth)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sids = list(dict.fromkeys(bt.frame["unique_id"]))[:max_series]
-    fig, axes = plt.subplots(len(sids), 1, figsize=(11, 3.4 * len(sids)), squeeze=False)
-    for ax, sid in zip(axes[:, 0], sids):
-        fc = bt.frame[bt.frame["unique_id"] == sid]
-        g = series.frame[series.frame["unique_id"] == sid]
-        horizon = int(fc.groupby("window").size().max())
-        first = fc["ds"].min()
-        before = g[g["ds"] < first].tail(context if context is not None else 2 * horizon)
-        shown = pd.concat([before, g[g["ds"] >= first]])
-        ax.plot(shown["ds"], shown["y"], color="black", lw=1.6, label="actual")
-        levels = quantile_levels(fc)
-        for w, part in fc.groupby("window", sort=True):
-            label = w == fc["window"].min()
-            if len(levels) >= 2:  # the widest interval the model forecasts
-                lo, hi = levels[0], levels[-1]
-                ax.fill_between(
-                    part["ds"],
-                    part[f"q{lo:g}"],
-                    part[f"q{hi:g}"],
-                    color="tab:blue",
-                    alpha=0.2,
-                    lw=0,
-                    label=f"model {lo:g}-{hi:g} quantiles" if label else None,
-                )
-            ax.plot(
-                part["ds"], part["model"], color="tab:blue", lw=2, label="model" if label else None
-            )
-            ax.plot(
-                part["ds"],
-                part["seasonal_naive"],
-                color="tab:orange",
-                lw=1,
-                ls="--",
-                label="seasonal naive" if label else None,
-            )
-            ax.axvline(part["cutoff"].iloc[0], color="0.6", lw=0.8, ls=":")
-        ax.set_title(f"{title} {sid}: {fc['window'].nunique()} backtest windows".strip())
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

@@ -3,7 +3,7 @@
 Promotion is champion/challenger with aliases (stages are deprecated). Every alias move is
 written to the registered model's own tags (``seqlab.audit.000001`` ...), so the history lives
 in the registry and survives without seqlab's files. The decision whether to promote is
-:mod:`seqlab.promotion`'s; this module records and applies it.
+:mod:`seqlab.registry.promotion`'s; this module records and applies it.
 """
 
 from __future__ import annotations

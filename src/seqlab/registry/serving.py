@@ -19,9 +19,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from seqlab.data import DataError
+from seqlab.data.series import DataError
+from seqlab.errors import RegistryError
 from seqlab.forecaster import FittedForecaster
-from seqlab.registry import RegistryError
 
 
 class SeqlabForecaster(mlflow.pyfunc.PythonModel):

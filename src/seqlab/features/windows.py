@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from seqlab.data import SeriesData
-from seqlab.seasonal import Kind, Seasonality, fit_seasonality
+from seqlab.data.series import SeriesData
+from seqlab.features.seasonal import Kind, Seasonality, fit_seasonality
 
 if TYPE_CHECKING:
-    from seqlab.spec import FeatureSpec
+    from seqlab.features.spec import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -279,8 +279,8 @@ def seasonal_mae(train: np.ndarray, season: int) -> float:
 
 @dataclass
 class PreparedData:
-    """The windows of one fit, as float32 arrays, its :class:`~seqlab.spec.FeatureSpec`, and
-    what scores validation forecasts.
+    """The windows of one fit, as float32 arrays, its :class:`~seqlab.features.spec.FeatureSpec`,
+    and what scores validation forecasts.
 
     Validation forecasts are decoded to the data's units through the spec and scored with MASE
     (``val_target`` raw, ``val_ref`` the baseline, ``mase_scale`` per series), so that trials with
@@ -356,15 +356,15 @@ def prepare(
     series shorter than ``input_size + horizon`` still train (one observed point is enough).
     A series too short for any window of this fit is skipped (listed in ``skipped``); only when
     every series is, the fit fails. ``deseasonalize``: seasonal indices fitted on each training
-    part (``seqlab.seasonal``) are removed from the target before scaling. Features known in
-    advance (``data.future_covariates``, and calendar features with ``calendar``) are also
+    part (``seqlab.features.seasonal``) are removed from the target before scaling. Features known
+    in advance (``data.future_covariates``, and calendar features with ``calendar``) are also
     appended for each window's horizon (:func:`append_future`). ``series_index``: a last input
     column holds each window's series index (for a series embedding), unscaled.
 
-    Every series is encoded by the fitted :class:`~seqlab.spec.FeatureSpec`, the object that
-    forecasts encode through as well.
+    Every series is encoded by the fitted :class:`~seqlab.features.spec.FeatureSpec`, the object
+    that forecasts encode through as well.
     """
-    from seqlab.spec import FeatureSpec, raw_features
+    from seqlab.features.spec import FeatureSpec, raw_features
 
     if val_size > holdout:
         raise ValueError(f"val_size ({val_size}) cannot exceed the holdout ({holdout})")

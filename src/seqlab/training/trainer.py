@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from seqlab.config import TrainConfig
-from seqlab.devices import resolve_device
 from seqlab.errors import NonFiniteLossError  # noqa: F401 (raised here, re-exported)
+from seqlab.features.windows import PreparedData
 from seqlab.models import point_index
-from seqlab.windows import PreparedData
+from seqlab.training.devices import resolve_device
 
 
 class Callback:
@@ -71,8 +71,8 @@ class History:
 @dataclass
 class ValScorer:
     """Mean MASE of validation forecasts in the data's units, decoded by the fit's own
-    :class:`~seqlab.spec.FeatureSpec` (``PreparedData.val_mase``): the decoder every forecast
-    uses, so early stopping and tuning score exactly what the backtest and the served model
+    :class:`~seqlab.features.spec.FeatureSpec` (``PreparedData.val_mase``): the decoder every
+    forecast uses, so early stopping and tuning score exactly what the backtest and the served model
     would. One (N_val, H) copy to the host per epoch: small beside the epoch's training."""
 
     prepared: PreparedData

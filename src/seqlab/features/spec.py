@@ -5,8 +5,8 @@ seasonal indices and the scaler fitted on the training part, the calendar and kn
 features, the window normalisation, padding and residual) and the two operations built on them:
 :meth:`FeatureSpec.encode` (raw rows of one series -> scaled features) and
 :meth:`FeatureSpec.decode` (network outputs -> the data's units). Training windows
-(:func:`seqlab.windows.prepare`) and forecasts (:meth:`FeatureSpec.forecast_inputs`) both encode
-through it, so a served model sees exactly the inputs it was trained and scored on.
+(:func:`seqlab.features.windows.prepare`) and forecasts (:meth:`FeatureSpec.forecast_inputs`) both
+encode through it, so a served model sees exactly the inputs it was trained and scored on.
 
 numpy and pandas only.
 """
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from seqlab.data import DataError, SeriesData
-from seqlab.features import calendar_features, future_feature_indices
-from seqlab.seasonal import Seasonality
-from seqlab.windows import Scaler, apply_transform, decode_forecasts, model_inputs
+from seqlab.data.series import DataError, SeriesData
+from seqlab.features.calendar import calendar_features, future_feature_indices
+from seqlab.features.seasonal import Seasonality
+from seqlab.features.windows import Scaler, apply_transform, decode_forecasts, model_inputs
 
 SPEC_VERSION = 1
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from seqlab.config import PipelineConfig
-from seqlab.data import DataError, SeriesData, load_raw, validate
-from seqlab.windows import min_length
+from seqlab.data.series import DataError, SeriesData, load_raw, validate
+from seqlab.features.windows import min_length
 
 log = logging.getLogger("seqlab.data")
 MAX_ABS_VALUE = 1e150  # a standard deviation squares values: 1e154 overflows float64

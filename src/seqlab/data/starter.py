@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from seqlab.data import DataError, infer_frequency, season_length
+from seqlab.data.series import DataError, infer_frequency, season_length
 
 TIME_NAMES = re.compile(r"^(ds|date|time|timestamp|datetime|day|week|month|period|year)$", re.I)
 TARGET_NAMES = re.compile(

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from seqlab.config import PipelineConfig, build_config, with_overrides
-from seqlab.data import SeriesData
-from seqlab.evaluate import Backtest, score_backtest
+from seqlab.data.series import SeriesData
+from seqlab.evaluation import Backtest, score_backtest
 
 if TYPE_CHECKING:
     from seqlab.forecaster import FittedForecaster

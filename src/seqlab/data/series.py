@@ -23,14 +23,11 @@ import numpy as np
 import pandas as pd
 
 from seqlab.config import DataConfig
+from seqlab.errors import DataError  # noqa: F401 (raised here, re-exported)
 
 log = logging.getLogger("seqlab.data")
 DEFAULT_SERIES_ID = "series_0"
 BUNDLED = ("airpassengers",)
-
-
-class DataError(ValueError):
-    """The input data cannot be used as it is; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
