@@ -23,13 +23,15 @@ from seqlab.evaluation import Backtest, conformal, quantile_levels, score_backte
 from seqlab.features.windows import PreparedData, backtest_offsets
 from seqlab.forecaster import (  # noqa: F401 (re-exported: the steps' building blocks)
     FittedForecaster,
-    build_from_config,
     central_levels,
+    with_point_bands,
+)
+from seqlab.training.recipe import (  # noqa: F401 (re-exported: the steps' building blocks)
+    build_from_config,
     prepare_fit,
     season_for,
     train_model,
     training_end,
-    with_point_bands,
 )
 
 

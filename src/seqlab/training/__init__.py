@@ -1,6 +1,7 @@
 """Training: ``fit(model, data, cfg, callbacks) -> History`` and the devices it runs on.
 
 - :mod:`~seqlab.training.trainer`: epochs, losses, early stopping on validation MASE, callbacks
+- :mod:`~seqlab.training.recipe`: one fit of a config (windows, a seeded network, training)
 - :mod:`~seqlab.training.devices`: CPU/GPU discovery, worker slots (several small trials per GPU)
 """
 
@@ -13,6 +14,13 @@ from seqlab.training.devices import (
     plan_slots,
     recurrent_params,
     resolve_device,
+)
+from seqlab.training.recipe import (
+    build_from_config,
+    prepare_fit,
+    season_for,
+    train_model,
+    training_end,
 )
 from seqlab.training.trainer import (
     LOSSES,
@@ -48,6 +56,7 @@ __all__ = [
     "WindowSampler",
     "WorkerSlot",
     "autocast_for",
+    "build_from_config",
     "choose_precision",
     "cpu_threads_for",
     "cpu_threads_per_worker",
@@ -59,8 +68,12 @@ __all__ = [
     "make_optimizer",
     "plan_slots",
     "predict",
+    "prepare_fit",
     "recurrent_params",
     "resolve_device",
+    "season_for",
     "seed_everything",
     "train_epoch",
+    "train_model",
+    "training_end",
 ]
