@@ -163,7 +163,7 @@ DEFAULT_SEARCH_SPACE: dict[str, ParamSpec] = {
 }
 
 
-# The keys a search space may name: each one works in a study (tests/test_search_keys.py runs
+# The keys a search space may name: each one works in a study (tests/unit/test_search_keys.py runs
 # them all). Left out, and refused when the config is read: keys that change the task or what
 # validation measures (horizon, val_size, quantiles, eval.*), the data read once before the
 # trials (data.*), where and how fast trials run (device, precision, threads, tune.*), and what

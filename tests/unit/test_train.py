@@ -199,32 +199,6 @@ def test_pinball_loss_values() -> None:
     assert float(loss(pred, -torch.ones(1, 1))) == pytest.approx((0.9 + 0.5 + 0.1) / 3)
 
 
-def test_quantile_forecasts_cover_a_noise_process_near_nominal() -> None:
-    """On white noise around a level, the 10%-90% band should hold ~80% of unseen points."""
-    rng = np.random.default_rng(3)
-    n = 700
-    frame = pd.DataFrame(
-        {"ds": pd.date_range("2020-01-01", periods=n, freq="D"), "y": 10 + rng.normal(0, 1, n)}
-    )
-    cfg = tiny_cfg(
-        **{
-            "model.quantiles": [0.1, 0.5, 0.9],
-            "train.loss": "pinball",
-            "window.local_norm": "none",
-            "train.max_epochs": 15,
-            "eval.backtest_windows": 30,
-        }
-    )
-    series = validate(frame, cfg.data)
-    bt = backtest_model(refit(series, cfg, 15, cfg.test_size), series, cfg)
-    assert bt.frame.shape[0] == 30 * 7
-    assert bt.mean["model"]["coverage_80"] == pytest.approx(0.8, abs=0.1)  # calibrated
-    assert 0 < bt.mean["model"]["raw_coverage_80"] <= 1  # the network's own, logged beside
-    assert (bt.frame["q0.1"] <= bt.frame["model"]).all()
-    assert (bt.frame["model"] <= bt.frame["q0.9"]).all()
-    assert bt.mean["model"]["spl"] > 0
-
-
 def test_served_intervals_move_by_the_conformal_margin_in_each_series_scale() -> None:
     frame = pd.concat([sine_frame(n=120).assign(uid="small"), sine_frame(n=120).assign(uid="big")])
     frame.loc[frame["uid"] == "big", "y"] *= 100

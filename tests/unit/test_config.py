@@ -15,7 +15,7 @@ from seqlab.config import (
 )
 from seqlab.pipeline import ingest, prepare_data, validate_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "conf").rglob("*.yaml")), ids=lambda p: p.name)

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import sine_frame
-from seqlab.config import ConfigError, load_config, with_overrides
+from conftest import promo_config, promo_frame, sine_frame
+from seqlab.config import ConfigError
 from seqlab.data import DataError, validate
 from seqlab.features import calendar_cycles, calendar_features, future_feature_indices
 from seqlab.forecaster import split_future
 from seqlab.inference import user_frame
-from seqlab.pipeline import backtest_model, prepare_data, refit
+from seqlab.pipeline import prepare_data, refit
 
 
 @pytest.mark.parametrize(
@@ -42,32 +42,6 @@ def test_calendar_features_are_sine_cosine_positions() -> None:
     assert future_feature_indices(("temp", "promo"), ("promo",), 2) == [2, 3, 4]
 
 
-def promo_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """A weekly sine plus 3 on promotion days, which fall at random: unpredictable from the past."""
-    df = sine_frame(n=n, covariate=True)
-    df["promo"] = (np.random.default_rng(seed).random(n) < 0.3).astype(float)
-    df["y"] = df["y"] + 3 * df["promo"]
-    return df
-
-
-def promo_config(**extra: object):
-    base = {
-        "data.source": "x",
-        "data.time_column": "ds",
-        "data.target": "y",
-        "data.freq": "D",
-        "data.covariates": ["temp"],
-        "data.future_covariates": ["promo"],
-        "window.input_size": 14,
-        "window.horizon": 7,
-        "window.transform": "none",
-        "model.hidden_size": 16,
-        "train.device": "cpu",
-        "eval.season_length": 7,
-    }
-    return load_config(None, {**base, **extra})
-
-
 def test_windows_carry_the_horizons_known_future_values() -> None:
     cfg = promo_config(**{"window.calendar": True, "window.scaler": "none"})
     series = validate(promo_frame(), cfg.data)
@@ -81,20 +55,6 @@ def test_windows_carry_the_horizons_known_future_values() -> None:
     for k in (0, 5, 40):
         np.testing.assert_allclose(p.x_train[k, L:, 2], promo[k + L : k + L + H])
     assert not p.x_train[:, L:, :2].any()  # the target and past-only columns stay unknown
-
-
-def test_a_known_driver_beats_the_same_column_as_a_past_input() -> None:
-    df = promo_frame()
-    known = promo_config()
-    past = with_overrides(
-        known, {"data.covariates": ["temp", "promo"], "data.future_covariates": []}
-    )
-    scores = {}
-    for name, cfg in (("known", known), ("past", past)):
-        series = validate(df, cfg.data)
-        bt = backtest_model(refit(series, cfg, 60, cfg.test_size), series, cfg)
-        scores[name] = bt.mean["model"]["mase"]
-    assert scores["known"] < 0.6 * scores["past"], scores
 
 
 def test_forecasting_needs_the_future_rows_and_names_the_missing_ones() -> None:
