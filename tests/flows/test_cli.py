@@ -357,7 +357,7 @@ def test_serve_model_answers_the_readme_request_with_the_models_forecast(
 @pytest.mark.xfail(
     reason="the scoring server returns a generic message; the reason (a DataError, not an "
     "MlflowException) is only in stack_trace, until SeqlabForecaster.predict in "
-    "src/seqlab/serving.py raises MlflowException(..., INVALID_PARAMETER_VALUE)",
+    "src/seqlab/registry/serving.py raises MlflowException(..., INVALID_PARAMETER_VALUE)",
     strict=False,
 )
 def test_a_bad_request_gets_the_one_line_reason(scoring_server) -> None:
