@@ -15,7 +15,7 @@ export DO_NOT_TRACK := true
 # directly (`python flows/training.py`), which use Prefect's own start-up.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-stats lint e2e install install-dev ui serve clean bench
+.PHONY: run test test-fast test-components test-flows test-stats lint e2e install install-dev ui serve clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,17 +38,29 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/seqlab run conf/default.yaml $(ARGS)
 
-## The whole test suite (unit, integration, real servers; PostgreSQL tests skip when unreachable).
+## Every lane but the browser: unit, components, flows (PostgreSQL tests skip when unreachable).
 test: install-dev
 	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+## Unit tests only: pure functions, no stores, servers or subprocesses (well under a minute).
+test-fast: install-dev
+	$(BIN)/python -m pytest tests/unit $(ARGS)
+
+## Components on real stores: MLflow SQLite, Optuna storages, PostgreSQL, worker processes.
+test-components: install-dev
+	$(BIN)/python -m pytest tests/components $(ARGS)
+
+## Prefect flows and the `seqlab` command run for real.
+test-flows: install-dev
+	$(BIN)/python -m pytest tests/flows $(ARGS)
 
 ## The statsforecast references' tests: statsforecast caps pandas below 3, so the `stats` extra
 ## gets its own environment rather than downgrading the one `make test` uses.
 test-stats:
 	$(MAKE) install-dev VENV=.venv-stats
 	.venv-stats/bin/python -m pip install -q -e ".[stats]"
-	.venv-stats/bin/python -m pytest tests/test_references.py tests/test_gate.py \
-		tests/integration/test_references_flow.py $(ARGS)
+	.venv-stats/bin/python -m pytest tests/unit/test_references.py tests/unit/test_gate.py \
+		tests/flows/test_references_flow.py $(ARGS)
 
 ## Lint and format check (ruff, with the line length pyproject.toml sets).
 lint: install-dev

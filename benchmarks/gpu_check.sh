@@ -69,16 +69,16 @@ import sys, seqlab.tuning, seqlab.pipeline
 print("seqlab.tuning and seqlab.pipeline import;", "prefect loaded:", "prefect" in sys.modules,
       "| mlflow loaded:", "mlflow" in sys.modules)'
 
-if [ -f tests/test_gpu.py ]; then
+if [ -f tests/components/test_gpu.py ]; then
   if "$PY" -c 'import pytest' 2>/dev/null; then
-    step tests "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py
+    step tests "$PY" -m pytest -q -p no:cacheprovider tests/components/test_gpu.py
   else
     say ""
-    say "== tests: pytest is not installed here: skipping tests/test_gpu.py"
+    say "== tests: pytest is not installed here: skipping tests/components/test_gpu.py"
   fi
 else
   say ""
-  say "== tests: tests/test_gpu.py not present: nothing to run"
+  say "== tests: tests/components/test_gpu.py not present: nothing to run"
 fi
 
 if [ "$CUDA" = 1 ]; then QUICK=(); else

@@ -2,7 +2,7 @@
 
 Both sides train seqlab's ``RecurrentForecaster`` (one nn.LSTM + nn.Linear head) with Adam and
 MSE on synthetic windows that already live on the device, taking shuffled batches by index and
-never calling ``loss.item()`` per batch. seqlab's side is ``seqlab.train.fit`` (no early
+never calling ``loss.item()`` per batch. seqlab's side is ``seqlab.training.trainer.fit`` (no early
 stopping, no validation set, explicit fp32), timed as a whole call; the bare side is the loop in
 :func:`bare_fit` below. Repetitions are interleaved (seqlab, bare, seqlab, bare, ...) so that a
 neighbour loading the machine hurts both alike; the medians are reported with their ratio.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from
 
 from seqlab.config import TrainConfig  # noqa: E402
 from seqlab.models import RecurrentForecaster  # noqa: E402
-from seqlab.train import DeviceData, fit  # noqa: E402
+from seqlab.training.trainer import DeviceData, fit  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ import optuna  # noqa: E402
 import torch  # noqa: E402
 
 from seqlab.config import load_config, with_overrides  # noqa: E402
-from seqlab.devices import gpu_count, plan_slots  # noqa: E402
 from seqlab.pipeline import ingest, validate_data  # noqa: E402
+from seqlab.training.devices import gpu_count, plan_slots  # noqa: E402
 from seqlab.tuning import tune_study  # noqa: E402
 
 TARGET_GPU = 5.0

@@ -36,7 +36,7 @@ caps small models at 1 torch thread itself), each against fresh temporary storag
 
 MASE, one definition computed here for both sides from their forecasts: a window's MAE divided
 by the in-sample seasonal-naive MAE (season 12) of the data before the first cutoff (months
-1-108 for W=3), the same scale for every window. ``seqlab.evaluate`` scales each window by the
+1-108 for W=3), the same scale for every window. ``seqlab.evaluation`` scales each window by the
 history before *its own* cutoff, so seqlab's logged ``backtest/mase`` agrees with this script's
 only on the first window (checked here; the logged values are kept in the JSON); this script
 never uses logged MASE values for the figures. The seasonal-naive forecast (the last season

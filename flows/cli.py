@@ -6,17 +6,31 @@ and exit with status 2; nothing is registered and no alias moves when that happe
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from flows.cli_support import (
+    EXIT_TRAINING_ERROR,
+    KEY_PARAMS,
+    RichProgress,
+    brief_console_errors,
+    check_forecast_inputs,
+    fail,
+    interrupt_on_sigterm,
+    key_params,
+    mlflow_client,
+    port_in_use,
+    prefect_server,
+    quiet,
+    serve_until_stopped,
+    split_config_args,
+    user_errors,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -33,117 +47,6 @@ for _k, _v in {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "seqlab",
 }.items():
     os.environ.setdefault(_k, _v)
-
-
-EXIT_USER_ERROR, EXIT_TRAINING_ERROR, EXIT_SERVER_ERROR = 2, 3, 4
-
-
-def _interrupt_on_sigterm() -> None:
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _prefect_server() -> Iterator[None]:
-    """The Prefect API a flow run reports to: ``PREFECT_API_URL`` when set, else a temporary
-    server that ends with this command, also when it is SIGKILLed. It gets
-    ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (default 120 s) to start; if it does not,
-    one line says what to do (exit status 4)."""
-    from seqlab.servers import PrefectStartError, temporary_prefect_api
-
-    stack = ExitStack()
-    try:
-        stack.enter_context(temporary_prefect_api())
-    except PrefectStartError as e:
-        _fail(str(e), EXIT_SERVER_ERROR)
-    with stack:
-        yield
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from seqlab.config import ConfigError
-    from seqlab.data import DataError
-    from seqlab.errors import RegistryError
-
-    return ConfigError, DataError, RegistryError
-
-
-def _split_config_args(args: list[str] | None) -> tuple[str | None, list[str]]:
-    """``[CONFIG] [key=value ...]``; no config means the shipped defaults (seqlab:default.yaml)."""
-    args = list(args or [])
-    if args and "=" not in args[0]:
-        return args[0], args[1:]
-    return None, args
-
-
-def _quiet(verbose: bool) -> None:
-    """Normal runs show seqlab's progress and summary; --verbose shows every library's logs."""
-    if verbose:
-        return
-    for key, value in {
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # "Downloading artifacts" bars
-        "MLFLOW_LOGGING_LEVEL": "ERROR",  # CloudPickle and signature notices
-        "PREFECT_LOGGING_LEVEL": "WARNING",  # per-task state lines (kept in --verbose)
-        "SEQLAB_LOG_LEVEL": "WARNING",  # trial lines: the progress bar shows them
-    }.items():
-        os.environ.setdefault(key, value)
-    import warnings
-
-    for module in ("mlflow", "optuna", "pydantic", "torch", "sqlalchemy", "alembic"):
-        warnings.filterwarnings("ignore", module=module)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..."
-
-
-class _WithoutTraceback(logging.Formatter):
-    """Formats as ``inner`` does, leaving out the traceback of the ``expected`` errors."""
-
-    def __init__(self, inner: logging.Formatter, expected: tuple[type[BaseException], ...]):
-        super().__init__()
-        self.inner, self.expected = inner, expected
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info and isinstance(record.exc_info[1], self.expected):
-            record = copy.copy(record)  # other handlers (Prefect's API log) keep the traceback
-            record.exc_info, record.exc_text = None, None
-        return self.inner.format(record)
-
-
-def _brief_console_errors(expected: tuple[type[BaseException], ...]) -> None:
-    """Console log lines of failures a user fixes (bad config or data, a training that
-    diverged) come without Prefect's traceback: the run's last line, ``error: ...``, says what to
-    do. The flow run's logs in Prefect keep the traceback; ``--verbose`` shows it here too."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and handler.formatter is not None:
-            if not isinstance(handler.formatter, _WithoutTraceback):
-                handler.setFormatter(_WithoutTraceback(handler.formatter, expected))
-
-
-class _RichProgress:
-    """A progress bar per reported task (trials, epochs of the running trial)."""
-
-    def __init__(self, progress) -> None:
-        self.progress, self.tasks = progress, {}
-
-    def update(self, task: str, completed: int, total: int, info: str = "") -> None:
-        if task not in self.tasks:
-            self.tasks[task] = self.progress.add_task(task, total=total)
-        self.progress.update(
-            self.tasks[task], completed=completed, total=total, description=f"{task:<7} {info}"
-        )
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -164,24 +67,24 @@ def run(
     ] = False,
 ) -> None:
     """Run the training flow: tune, refit, backtest, register and promote."""
-    config, overrides = _split_config_args(args)
-    _quiet(verbose)
-    from seqlab.checks import ingest, validate_data
+    config, overrides = split_config_args(args)
+    quiet(verbose)
     from seqlab.config import load_config
-    from seqlab.references import check_available
+    from seqlab.data.checks import ingest, validate_data
+    from seqlab.evaluation.references import check_available
 
     try:  # user errors (config, data) before any server starts
         cfg = load_config(config, overrides)
         check_available(cfg.eval.references)  # statsforecast, the optional extra
         validate_data(ingest(cfg), cfg)
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from flows.report import render_rich
     from flows.training import training_pipeline
     from seqlab import progress
     from seqlab.redact import move_secrets_to_env
-    from seqlab.report import render_rich
 
     overrides = move_secrets_to_env(overrides)  # Prefect stores flow parameters: no passwords
     bar = Progress(
@@ -195,15 +98,15 @@ def run(
     from seqlab.errors import TrainingError
 
     if not verbose:
-        _brief_console_errors((*_user_errors(), TrainingError))
-    _interrupt_on_sigterm()  # a scheduler's SIGTERM ends the run like Ctrl-C: cleanly
+        brief_console_errors((*user_errors(), TrainingError))
+    interrupt_on_sigterm()  # a scheduler's SIGTERM ends the run like Ctrl-C: cleanly
     try:
-        with _prefect_server(), bar, progress.showing(_RichProgress(bar)):
+        with prefect_server(), bar, progress.showing(RichProgress(bar)):
             summary = training_pipeline(config, overrides, trigger=trigger)
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     except TrainingError as e:  # no usable model: the run is FAILED, nothing registered
-        _fail(str(e), EXIT_TRAINING_ERROR)
+        fail(str(e), EXIT_TRAINING_ERROR)
     render_rich(summary)
     if summary_json:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -219,22 +122,22 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing seqlab.yaml.")] = False,
 ) -> None:
     """Write a starter config for your own data, with the columns' roles guessed."""
-    from seqlab.checks import validate_data
     from seqlab.config import load_config
     from seqlab.data import load_raw
-    from seqlab.starter import guess_roles, starter_yaml
+    from seqlab.data.checks import validate_data
+    from seqlab.data.starter import guess_roles, starter_yaml
 
     target = directory / "seqlab.yaml"
     if not data:
-        _fail("seqlab init needs --data PATH: the CSV or Parquet file to forecast")
+        fail("seqlab init needs --data PATH: the CSV or Parquet file to forecast")
     if target.exists() and not force:
-        _fail(f"{target} exists; pass --force to overwrite it")
+        fail(f"{target} exists; pass --force to overwrite it")
     try:
         raw = load_raw(data)
         roles = guess_roles(raw)
         text = starter_yaml(data, roles)
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     typer.echo(f"wrote {target}: check the guessed columns, then `seqlab run {target}`")
@@ -243,7 +146,7 @@ def init(
     try:  # say now if the data does not fit the starter settings
         cfg = load_config(target)
         validate_data(raw, cfg)
-    except _user_errors() as e:
+    except user_errors() as e:
         typer.echo(f"note: {e}", err=True)
 
 
@@ -277,10 +180,10 @@ def tune_worker(
         done = run_worker(
             study, storage, timeout, not leave_on_oom, heartbeat_interval, wait_for_study
         )
-    except (ValueError, *_user_errors()) as e:
-        _fail(str(e))
+    except (ValueError, *user_errors()) as e:
+        fail(str(e))
     except TuningError as e:  # trials keep failing: the reasons are in the message
-        _fail(str(e), EXIT_TUNING_ERROR)
+        fail(str(e), EXIT_TUNING_ERROR)
     typer.echo(f"finished {done} trial(s) of study {study}")
 
 
@@ -291,43 +194,6 @@ TrackingOpt = Annotated[
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).",
     ),
 ]
-
-
-def _client(tracking_uri: str | None):
-    from seqlab.tracking import client_for, resolve_tracking_uri
-
-    return client_for(resolve_tracking_uri(tracking_uri))
-
-
-def _check_forecast_inputs(
-    model: str,
-    input: str,
-    output: str,
-    alias: str,
-    version: str | None,
-    tracking_uri: str | None,
-    encoding: str | None,
-) -> None:
-    """Everything `seqlab forecast` can get wrong, checked before any Prefect server starts: the
-    model, alias or version, --output's type, and --input (exists, reads, has the columns the
-    model needs, enough history per series, future rows of known-future covariates)."""
-    from flows.forecast_checks import check_history, check_input_path, check_output, read_history
-
-    try:
-        check_output(output)
-        from seqlab.registry import resolve_version
-
-        client = _client(tracking_uri)
-        resolved = resolve_version(client, model, None if version else alias, version)
-        check_input_path(input)  # before loading the model (torch)
-        from seqlab import serving
-
-        loaded = serving.load_forecaster(client, model, resolved["version"])
-        meta = getattr(loaded.unwrap_python_model(), "meta", None) or {}
-        history = read_history(input, encoding or serving.data_encoding(meta))
-        check_history(loaded, history)
-    except _user_errors() as e:
-        _fail(str(e))
 
 
 @app.command()
@@ -358,14 +224,14 @@ def forecast(
     ] = False,
 ) -> None:
     """Forecast the next horizon with a registered model (the champion by default)."""
-    _quiet(verbose)
-    _check_forecast_inputs(model, input, output, alias, version, tracking_uri, encoding)
+    quiet(verbose)
+    check_forecast_inputs(model, input, output, alias, version, tracking_uri, encoding)
     if not verbose:
-        _brief_console_errors(_user_errors())
+        brief_console_errors(user_errors())
     from flows.forecast import forecast_flow
 
     try:
-        with _prefect_server():
+        with prefect_server():
             out = forecast_flow(
                 model,
                 input,
@@ -375,8 +241,8 @@ def forecast(
                 tracking_uri=tracking_uri,
                 encoding=encoding,
             )
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     typer.echo(
         f"wrote {out['rows']} rows to {out['output']} with {model} v{out['version']}"
         f" (MLflow run {out['run_id']})"
@@ -394,9 +260,9 @@ def promote(
     from seqlab.registry import promote_manual
 
     try:
-        move = promote_manual(_client(tracking_uri), model, version, reason)
-    except _user_errors() as e:
-        _fail(str(e))
+        move = promote_manual(mlflow_client(tracking_uri), model, version, reason)
+    except user_errors() as e:
+        fail(str(e))
     typer.echo(
         f"champion of {model}: v{move.from_version or '-'} -> v{move.to_version} ({move.reason})"
     )
@@ -412,32 +278,10 @@ def rollback(
     from seqlab.registry import rollback as do_rollback
 
     try:
-        move = do_rollback(_client(tracking_uri), model, reason)
-    except _user_errors() as e:
-        _fail(str(e))
+        move = do_rollback(mlflow_client(tracking_uri), model, reason)
+    except user_errors() as e:
+        fail(str(e))
     typer.echo(f"champion of {model}: v{move.from_version} -> v{move.to_version} ({move.reason})")
-
-
-KEY_PARAMS = {  # `seqlab models` column -> the training run's param (the trained values)
-    "cell": "model.cell",
-    "hidden": "model.hidden_size",
-    "layers": "model.num_layers",
-    "input": "window.input_size",
-}
-
-
-def _key_params(client, run_id: str | None) -> dict[str, str]:
-    """A version's cell, hidden size, layers and input size, from its training run's params
-    (tuned values included: the run logs what was trained); blanks when the run is gone."""
-    params: dict[str, str] = {}
-    if run_id:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            params = client.get_run(run_id).data.params
-        except MlflowException:
-            params = {}
-    return {col: params.get(key, "") for col, key in KEY_PARAMS.items()}
 
 
 @app.command()
@@ -452,19 +296,19 @@ def models(
 
     from seqlab.registry import alias_history, versions_table
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     try:
         rows = versions_table(client, model)
         moves = alias_history(client, model) if history else []
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     console = Console(width=160)
     t = Table(title=f"{model}: versions")
     for col in ("version", "aliases", "created", *KEY_PARAMS, "test/mase", "test/mae", "decision"):
         t.add_column(col)
     t.add_column("run_id", overflow="fold")
     for r in rows:
-        trained = _key_params(client, r["run_id"])
+        trained = key_params(client, r["run_id"])
         t.add_row(
             r["version"],
             ", ".join(r["aliases"]),
@@ -496,21 +340,10 @@ def ui(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Start the MLflow UI for this project's store (one worker, job execution off)."""
-    from seqlab.servers import run_mlflow_ui
-    from seqlab.tracking import resolve_tracking_uri
+    from flows.servers import run_mlflow_ui
+    from seqlab.registry.tracking import resolve_tracking_uri
 
     run_mlflow_ui(resolve_tracking_uri(tracking_uri), host, port)
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 @app.command("serve-model")
@@ -538,19 +371,19 @@ def serve_model(
     """Serve a registered model over HTTP (MLflow's scoring server: POST /invocations)."""
     from seqlab.config import load_config
     from seqlab.registry import resolve_version
-    from seqlab.tracking import resolve_tracking_uri
+    from seqlab.registry.tracking import resolve_tracking_uri
 
     try:
         model = name or load_config(None).model_name
         uri = resolve_tracking_uri(tracking_uri)
-        resolved = resolve_version(_client(uri), model, alias)
-    except _user_errors() as e:
-        _fail(str(e))
+        resolved = resolve_version(mlflow_client(uri), model, alias)
+    except user_errors() as e:
+        fail(str(e))
     if env_manager not in ("local", "virtualenv", "uv", "conda"):
-        _fail(f"--env-manager {env_manager!r}: use local, virtualenv, uv or conda")
-    if _port_in_use(host, port):
-        _fail(f"port {port} on {host} is in use: pick another with --port")
-    _serve_until_stopped(
+        fail(f"--env-manager {env_manager!r}: use local, virtualenv, uv or conda")
+    if port_in_use(host, port):
+        fail(f"port {port} on {host} is in use: pick another with --port")
+    serve_until_stopped(
         [
             sys.executable,
             "-m",
@@ -576,38 +409,6 @@ def serve_model(
         f"serving models:/{model}@{alias} (v{resolved['version']}) at "
         f"http://{host}:{port}/invocations; Ctrl-C stops it",
     )
-
-
-def _serve_until_stopped(cmd: list[str], env: dict[str, str], banner: str) -> None:
-    """Run a server in its own process group until it exits, or until Ctrl-C/SIGTERM here:
-    then it is stopped with everything it spawned (no orphans), and this exits 0."""
-    import signal
-
-    from seqlab.servers import spawn
-
-    class _Stop(Exception):
-        pass
-
-    def _on_signal(signum: int, frame: object) -> None:
-        raise _Stop()
-
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    handle = None
-    try:
-        handle = spawn("mlflow-models-serve", cmd, env=env, inherit_output=True)
-        typer.echo(banner)
-        code = handle.process.wait()
-    except _Stop:
-        code = 0
-    finally:
-        for s in previous:  # a second signal must not cut the clean-up short
-            signal.signal(s, signal.SIG_IGN)
-        if handle is not None:
-            handle.stop()
-        for s, h in previous.items():
-            signal.signal(s, h)
-    if code:
-        _fail(f"the scoring server exited with status {code} (its log is above)", code)
 
 
 @app.command()
@@ -641,12 +442,12 @@ def serve(
 
     try:
         cfg = load_config(config)
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     forecast_args = {}
     if forecast_cron:
         if not (forecast_input and forecast_output):
-            _fail("--forecast-cron needs --forecast-input and --forecast-output")
+            fail("--forecast-cron needs --forecast-input and --forecast-output")
         forecast_args = {
             "model": cfg.model_name,
             "input": forecast_input,
@@ -654,8 +455,8 @@ def serve(
         }
     try:
         load_config(config, override or [])
-    except _user_errors() as e:
-        _fail(str(e))
+    except user_errors() as e:
+        fail(str(e))
     from seqlab.redact import move_secrets_to_env
 
     serve_flows(

@@ -24,9 +24,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
 from flows.forecast_checks import check_history, check_output, read_history
-from seqlab import registry, serving, tracking
+from seqlab import registry
 from seqlab.config import ConfigError
 from seqlab.data import DataError
+from seqlab.registry import serving, tracking
 
 
 def _transient(task, task_run, state) -> bool:

@@ -1,6 +1,6 @@
 """The checks of ``seqlab forecast``'s inputs, without Prefect: the command runs them before
 any Prefect server starts, and the forecast flow runs them again (scheduled runs). Each raises a
-one-line :class:`~seqlab.data.DataError` naming the command's own option (``--input``,
+one-line :class:`~seqlab.errors.DataError` naming the command's own option (``--input``,
 ``--output``) and what to do."""
 
 from __future__ import annotations
@@ -72,6 +72,6 @@ def check_history(model, history: pd.DataFrame, source: str = "--input") -> pd.D
     meta = getattr(model.unwrap_python_model(), "meta", None)
     if meta is not None:
         check_columns(history, meta, source)
-    from seqlab import serving  # mlflow and torch: only once the cheap checks have passed
+    from seqlab.registry import serving  # mlflow and torch: only once the cheap checks have passed
 
     return serving.predict_checked(model, history)

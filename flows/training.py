@@ -24,8 +24,8 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
 from prefect.context import get_run_context  # noqa: E402
 
-from seqlab import promotion, registry, serving, tracking  # noqa: E402
-from seqlab.checks import validation_windows  # noqa: E402
+from flows.report import RunSummary, render_markdown  # noqa: E402
+from seqlab import registry  # noqa: E402
 from seqlab.config import (  # noqa: E402
     ConfigError,
     PipelineConfig,
@@ -34,7 +34,8 @@ from seqlab.config import (  # noqa: E402
     with_overrides,
 )
 from seqlab.data import DataError, SeriesData  # noqa: E402
-from seqlab.evaluate import Backtest, plot_backtest  # noqa: E402
+from seqlab.data.checks import validation_windows  # noqa: E402
+from seqlab.evaluation import Backtest, plot_backtest  # noqa: E402
 from seqlab.pipeline import (  # noqa: E402
     FittedForecaster,
     backtest_model,
@@ -44,7 +45,7 @@ from seqlab.pipeline import (  # noqa: E402
     refit,
     validate_data,
 )
-from seqlab.report import RunSummary, render_markdown  # noqa: E402
+from seqlab.registry import promotion, serving, tracking  # noqa: E402
 from seqlab.tuning import TuningResult  # noqa: E402
 from seqlab.tuning.space import replaced_by_tuning  # noqa: E402
 from seqlab.tuning.tracked import tune_under_run  # noqa: E402
@@ -82,7 +83,7 @@ def ingest_task(cfg: PipelineConfig):
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_task(raw, cfg: PipelineConfig) -> SeriesData:
-    from seqlab.references import check_available
+    from seqlab.evaluation.references import check_available
 
     check_available(cfg.eval.references)  # the optional extra, before any tuning
     return validate_data(raw, cfg)
@@ -176,7 +177,7 @@ def explain_task(
     """Permutation importance, attributions and the study's plots under ``explain/`` on the
     parent run, the most important input group as tag ``seqlab.top_feature``. A failure here
     is a warning: it never fails the training run."""
-    from seqlab import explain
+    from seqlab.evaluation import explain
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -436,6 +437,6 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     cfg_path = args[0] if args and "=" not in args[0] else None
     rest = args[1:] if args and "=" not in args[0] else args
-    from seqlab.report import render_rich
+    from flows.report import render_rich
 
     render_rich(training_pipeline(cfg_path, rest))

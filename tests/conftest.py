@@ -20,6 +20,16 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = str(REPO / "conf" / "default.yaml")
+LANES = ("unit", "components", "flows")
+"""Test folders by kind; each test gets its folder's marker (``-m unit``, ``-m "not flows"``)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(tests).parts
+        if len(parts) > 1 and parts[0] in LANES:
+            item.add_marker(parts[0])
 
 
 def sine_frame(
@@ -38,6 +48,59 @@ def sine_frame(
             df["temp"] = np.cos(2 * np.pi * t / 7)
         parts.append(df)
     return pd.concat(parts, ignore_index=True)
+
+
+def sales_frame(n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frames = [
+        pd.DataFrame(
+            {
+                "store": f"s{i}",
+                "date": pd.date_range("2024-01-01", periods=n),
+                "promo": rng.integers(0, 2, n),
+                "units": rng.poisson(20, n),
+            }
+        )
+        for i in range(2)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def sales_with_a_bad_value(name: str = "sales") -> pd.DataFrame:
+    """Monthly sales whose column holds one value that is not a number (read as text)."""
+    df = sine_frame(n=60, freq="MS").rename(columns={"ds": "date", "y": name})
+    df["promo"] = (df.index % 4 == 0).astype(int)
+    df[name] = df[name].round(1).astype(str)
+    df.loc[41, name] = "12,5"  # a decimal comma: the whole column reads as text
+    return df
+
+
+def promo_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A weekly sine plus 3 on promotion days, which fall at random: unpredictable from the past."""
+    df = sine_frame(n=n, covariate=True)
+    df["promo"] = (np.random.default_rng(seed).random(n) < 0.3).astype(float)
+    df["y"] = df["y"] + 3 * df["promo"]
+    return df
+
+
+def promo_config(**extra: object):
+    base = {
+        "data.source": "x",
+        "data.time_column": "ds",
+        "data.target": "y",
+        "data.freq": "D",
+        "data.covariates": ["temp"],
+        "data.future_covariates": ["promo"],
+        "window.input_size": 14,
+        "window.horizon": 7,
+        "window.transform": "none",
+        "model.hidden_size": 16,
+        "train.device": "cpu",
+        "eval.season_length": 7,
+    }
+    from seqlab.config import load_config
+
+    return load_config(None, {**base, **extra})
 
 
 def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
@@ -157,7 +220,7 @@ def pg_url():
 def cli_env(tmp: Path) -> dict[str, str]:
     """Environment for a real `seqlab` subprocess: quiet, its own Prefect home under ``tmp``,
     no inherited servers (a temporary Prefect server, MLflow in ``tmp/mlruns``)."""
-    from seqlab import servers
+    from flows import servers
 
     env = {
         **os.environ,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqlab.train import Callback, NonFiniteLossError
+from seqlab.training.trainer import Callback, NonFiniteLossError
 
 KINDS = ("oom", "nan", "error", "stall")
 

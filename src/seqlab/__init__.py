@@ -1,7 +1,9 @@
 """seqlab: tuned recurrent sequence models with Prefect flows, Optuna and MLflow.
 
-The training and tuning core (config, data, windows, models, train, devices, tune, evaluate,
-pipeline, workers) imports without prefect and mlflow.
+One package per stage: ``config``, ``data``, ``features``, ``models``, ``training``, ``tuning``,
+``evaluation`` (the training and tuning core, with ``forecaster`` and ``pipeline``: imports
+without prefect and mlflow) and ``registry`` (the MLflow edge: tracking, serving, versions,
+promotion). The Prefect flows and the ``seqlab`` command live in the ``flows`` package.
 """
 
 __version__ = "0.2.0"

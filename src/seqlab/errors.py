@@ -1,6 +1,22 @@
-"""Errors a user can fix, importable without heavy dependencies (the CLI reports them in one line
-before importing torch or mlflow). ``ConfigError`` lives in :mod:`seqlab.config`, ``DataError``
-in :mod:`seqlab.data`."""
+"""Every error a user can fix, in one place, importable without heavy dependencies (the CLI
+reports them in one line before importing torch or mlflow).
+
+Each is re-exported where it is raised (``from seqlab.config import ConfigError``,
+``from seqlab.data import DataError``, ``from seqlab.forecaster import ModelFormatError``,
+``from seqlab.registry import RegistryError``, ``from seqlab.training import TrainingError``).
+"""
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class DataError(ValueError):
+    """The input data cannot be used as it is; the message says why and what to do."""
+
+
+class ModelFormatError(DataError):
+    """A saved model this seqlab cannot read (older, newer or not a seqlab model)."""
 
 
 class RegistryError(RuntimeError):

@@ -1,7 +1,7 @@
 """The fitted forecaster: one object from fit to serving.
 
 :class:`FittedForecaster` owns a trained network (or seed ensemble), its
-:class:`~seqlab.spec.FeatureSpec` (split, scaler, seasonal indices, calendar, covariates,
+:class:`~seqlab.features.spec.FeatureSpec` (split, scaler, seasonal indices, calendar, covariates,
 padding, residual), the user's columns and data policies, how long it trained, and its interval
 margins. Like neuralforecast's ``NeuralForecast`` it is fitted, predicts, cross-validates, and
 saves and loads itself; tuning's scoring, the backtest, the promotion gate, explanations, the
@@ -26,101 +26,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqlab import __version__, conformal
+from seqlab import __version__
 from seqlab.config import DataConfig, PipelineConfig, with_overrides
-from seqlab.data import DataError, SeriesData, season_length, validate
-from seqlab.data import _parse_times as parse_times
-from seqlab.devices import resolve_device
-from seqlab.models import EnsembleForecaster, Forecaster, RecurrentForecaster, build_model
+from seqlab.data.series import DataError, SeriesData, validate
+from seqlab.data.series import _parse_times as parse_times
+from seqlab.errors import ModelFormatError  # noqa: F401 (raised here, re-exported)
+from seqlab.evaluation import conformal
+from seqlab.features.spec import FeatureSpec
+from seqlab.features.windows import seasonal_mae
+from seqlab.models import EnsembleForecaster, Forecaster
 from seqlab.redact import redact_tree
-from seqlab.spec import FeatureSpec
-from seqlab.train import Callback, DeviceData, History, fit, seed_everything
-from seqlab.windows import PreparedData, prepare, seasonal_mae
+from seqlab.training.recipe import (
+    prepare_fit,
+    train_model,
+    training_end,
+)
+from seqlab.training.trainer import History
 
 FORMAT = 3
 """The version of ``meta.json``; bumped whenever its meaning changes."""
-
-
-class ModelFormatError(DataError):
-    """A saved model this seqlab cannot read (older, newer or not a seqlab model)."""
-
-
-# ---------------------------------------------------------------- fitting
-
-
-def season_for(cfg: PipelineConfig, freq: str) -> int:
-    return cfg.eval.season_length or season_length(freq)
-
-
-def prepare_fit(
-    series: SeriesData,
-    cfg: PipelineConfig,
-    holdout: int,
-    val_size: int = 0,
-    val_step: int = 1,
-    min_val_size: int | None = None,
-) -> PreparedData:
-    """The windows and feature spec of one fit of ``cfg`` holding out the last ``holdout``
-    (validation windows as :func:`~seqlab.windows.prepare` takes them)."""
-    w = cfg.window
-    return prepare(
-        series,
-        w.input_size,
-        w.horizon,
-        holdout,
-        val_size,
-        w.stride,
-        w.scaler,
-        w.transform,
-        w.local_norm,
-        season_for(cfg, series.freq),
-        w.residual,
-        w.pad,
-        w.deseasonalize,
-        w.calendar,
-        cfg.model.series_embedding > 0,
-        val_step,
-        min_val_size,
-    )
-
-
-def build_from_config(prepared: PreparedData, cfg: PipelineConfig) -> RecurrentForecaster:
-    m = cfg.model
-    return build_model(
-        prepared.n_features,
-        prepared.horizon,
-        m.cell,
-        m.hidden_size,
-        m.num_layers,
-        m.dropout,
-        m.quantiles,
-        prepared.future_features,
-        len(prepared.series_ids),
-        m.series_embedding,
-    )
-
-
-def train_model(
-    prepared: PreparedData,
-    cfg: PipelineConfig,
-    callbacks: Sequence[Callback] = (),
-    max_steps: int | None = None,
-) -> tuple[RecurrentForecaster, History]:
-    """Seeded model construction and training: same config + seed, same weights (on CPU)."""
-    seed_everything(cfg.train.seed)
-    model = build_from_config(prepared, cfg)
-    data = DeviceData.from_prepared(prepared, resolve_device(cfg.train.device))
-    history = fit(model, data, cfg.train, callbacks, max_steps=max_steps)
-    return model, history
-
-
-def training_end(series: SeriesData, holdout: int) -> dict[str, str]:
-    """Last timestamp each series' fit trained on (ISO strings), ``holdout`` points held out."""
-    out = {}
-    for sid, g in series.frame.groupby("unique_id", sort=False):
-        if len(g) > holdout:
-            out[str(sid)] = pd.Timestamp(g["ds"].iloc[len(g) - 1 - holdout]).isoformat()
-    return out
 
 
 # ---------------------------------------------------------------- the user's columns
@@ -201,11 +125,11 @@ def central_levels(coverages: Sequence[float]) -> list[float]:
 class Intervals:
     """Conformal margins of the central intervals, in units of each series' MASE scale.
 
-    ``margins``: lower level -> margin (``seqlab.conformal``); ``scales``: each series' scale over
-    the data the model trained on (an interval does not depend on how much history a caller
-    passes); ``levels``: the quantile levels of the ``q<level>`` columns. A quantile network's
-    own quantiles are widened by the margins; a point network's intervals are the point forecast
-    plus or minus them (split conformal on absolute errors)."""
+    ``margins``: lower level -> margin (``seqlab.evaluation.conformal``); ``scales``: each series'
+    scale over the data the model trained on (an interval does not depend on how much history a
+    caller passes); ``levels``: the quantile levels of the ``q<level>`` columns. A quantile
+    network's own quantiles are widened by the margins; a point network's intervals are the point
+    forecast plus or minus them (split conformal on absolute errors)."""
 
     margins: dict[float, float]
     scales: dict[str, float]
@@ -420,9 +344,9 @@ class FittedForecaster:
     ) -> pd.DataFrame:
         """Forecast from each cutoff (``offsets`` points before each series' end) the series it
         can forecast there, beside the baselines on the same cutoffs: the backtest frame of
-        :func:`seqlab.evaluate.cross_validation` (``unique_id, window, cutoff, ds, y, model,
+        :func:`seqlab.evaluation.cross_validation` (``unique_id, window, cutoff, ds, y, model,
         naive, seasonal_naive, mase_scale`` and the interval columns)."""
-        from seqlab.evaluate import cross_validation, keep_series
+        from seqlab.evaluation import cross_validation, keep_series
 
         known = set(self.spec.series_ids) & set(series.series_ids)
         if not known:
@@ -567,8 +491,8 @@ def check_format(meta: Any) -> None:
 
 def with_point_bands(frame: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
     """A backtest frame of a point model with zero-width ``q<level>`` columns at its point
-    forecast: conformalising them (``seqlab.conformal``) gives split-conformal intervals on the
-    absolute errors, the intervals statsforecast's and neuralforecast's
+    forecast: conformalising them (``seqlab.evaluation.conformal``) gives split-conformal intervals
+    on the absolute errors, the intervals statsforecast's and neuralforecast's
     ``PredictionIntervals`` give point models."""
     out = frame.copy()
     for q in levels:

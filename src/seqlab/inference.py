@@ -11,7 +11,7 @@ import dataclasses
 import pandas as pd
 
 from seqlab.config import DataConfig
-from seqlab.data import SeriesData
+from seqlab.data.series import SeriesData
 
 
 def user_frame(series: SeriesData, data_cfg: DataConfig) -> pd.DataFrame:

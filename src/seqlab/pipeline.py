@@ -7,7 +7,7 @@ The evaluation protocol, in the order the flow runs it:
    validation) for the epoch count early stopping learnt, and backtest that model and the
    baselines on the same rolling-origin cutoffs;
 3. refit on the whole history for serving (``registry.serve=refit``); a quantile model's
-   intervals are calibrated on the backtest's errors (``seqlab.conformal``).
+   intervals are calibrated on the backtest's errors (``seqlab.evaluation.conformal``).
 """
 
 from __future__ import annotations
@@ -15,24 +15,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from seqlab import conformal
-from seqlab.checks import ingest, required_length, validate_data  # noqa: F401 (re-exported)
 from seqlab.config import PipelineConfig
-from seqlab.data import SeriesData
+from seqlab.data.checks import ingest, required_length, validate_data  # noqa: F401 (re-exported)
+from seqlab.data.series import SeriesData
 from seqlab.errors import TrainingError
-from seqlab.evaluate import Backtest, quantile_levels, score_backtest
+from seqlab.evaluation import Backtest, conformal, quantile_levels, score_backtest
+from seqlab.evaluation.references import add_references
+from seqlab.features.windows import PreparedData, backtest_offsets
 from seqlab.forecaster import (  # noqa: F401 (re-exported: the steps' building blocks)
     FittedForecaster,
-    build_from_config,
     central_levels,
+    with_point_bands,
+)
+from seqlab.training.recipe import (  # noqa: F401 (re-exported: the steps' building blocks)
+    build_from_config,
     prepare_fit,
     season_for,
     train_model,
     training_end,
-    with_point_bands,
 )
-from seqlab.references import add_references
-from seqlab.windows import PreparedData, backtest_offsets
 
 
 def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
@@ -116,8 +117,8 @@ def calibrate(
     fitted: FittedForecaster, bt: Backtest, cfg: PipelineConfig, series: SeriesData
 ) -> FittedForecaster:
     """The model with its intervals' conformal margins from every backtest window
-    (``seqlab.conformal``), which its forecasts apply in each series' scale over the data it
-    trained on.
+    (``seqlab.evaluation.conformal``), which its forecasts apply in each series' scale over the data
+    it trained on.
 
     The backtest's forecasts are out of sample for the model trained before the first cutoff;
     the served model repeats that recipe for the same number of optimizer steps on the whole

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from seqlab import servers
+from flows import servers
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "conf" / "default.yaml")

@@ -112,7 +112,7 @@ def test_seqlab_ui_serves_the_store_and_stops_cleanly(tmp_path, sig) -> None:
     import time
     import urllib.request
 
-    from seqlab import servers
+    from flows import servers
 
     port = servers.free_port()
     # A shell that starts a job in the background (`make e2e &`) leaves SIGINT ignored, and an

@@ -10,7 +10,7 @@
 - :mod:`~seqlab.tuning.session`: one tuning session, returning a :class:`TuningResult`
 
 Nothing here imports MLflow or Prefect: trials are tracked through the ``TrialTracking``
-protocol, which :mod:`seqlab.tracking` implements.
+protocol, which :mod:`seqlab.registry.tracking` implements.
 """
 
 from seqlab.tuning.session import tune_study

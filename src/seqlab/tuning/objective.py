@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 
 from seqlab import progress
 from seqlab.config import PipelineConfig, with_overrides
-from seqlab.data import SeriesData
+from seqlab.data.series import SeriesData
 from seqlab.pipeline import prepare_data, train_model
-from seqlab.train import Callback, History, NonFiniteLossError
+from seqlab.training.trainer import Callback, History, NonFiniteLossError
 from seqlab.tuning.liveness import OWNER_ATTR, journal_heartbeat, owner_record
 from seqlab.tuning.space import suggest
 from seqlab.tuning.storage import FINISHED

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from seqlab.devices import WorkerSlot, cpu_threads_per_worker
+from seqlab.training.devices import WorkerSlot, cpu_threads_per_worker
 from seqlab.tuning.summary import failure_reasons
 
 

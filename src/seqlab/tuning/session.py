@@ -7,8 +7,8 @@ import logging
 import optuna
 
 from seqlab.config import PipelineConfig
-from seqlab.data import SeriesData
-from seqlab.devices import plan_slots
+from seqlab.data.series import SeriesData
+from seqlab.training.devices import plan_slots
 from seqlab.tuning.liveness import reap_dead_trials
 from seqlab.tuning.objective import CallbackFactory, Objective
 from seqlab.tuning.pool import failure_summary, spawn_workers

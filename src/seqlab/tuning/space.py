@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from seqlab.config import ParamSpec, PipelineConfig
-from seqlab.devices import recurrent_params
+from seqlab.training.devices import recurrent_params
 
 
 def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:

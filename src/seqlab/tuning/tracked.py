@@ -5,9 +5,9 @@ The one function the training flow and the tests share to tune with tracking.
 
 from __future__ import annotations
 
-from seqlab import tracking
 from seqlab.config import PipelineConfig
-from seqlab.data import SeriesData
+from seqlab.data.series import SeriesData
+from seqlab.registry import tracking
 from seqlab.tuning.objective import CallbackFactory
 from seqlab.tuning.session import tune_study
 from seqlab.tuning.summary import TuningResult

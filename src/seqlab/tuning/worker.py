@@ -57,7 +57,7 @@ def tracking_from_dict(spec: dict[str, Any] | None) -> TrialTracking | None:
     if not spec:
         return None
     try:
-        from seqlab.tracking import MlflowTrialTracking
+        from seqlab.registry.tracking import MlflowTrialTracking
     except ImportError:  # a GPU host with only torch/optuna: trials still run, untracked
         log.warning("mlflow is not installed here: trials will not be logged as MLflow runs")
         return None
