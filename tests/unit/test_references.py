@@ -12,10 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import sine_frame
-from seqlab import references
 from seqlab.config import ConfigError, DataConfig, build_config
 from seqlab.data import validate
-from seqlab.evaluation import cross_validation, plot_backtest, score_backtest
+from seqlab.evaluation import cross_validation, plot_backtest, references, score_backtest
 
 HORIZON, SEASON = 5, 7
 
@@ -75,7 +74,7 @@ def test_missing_extra_is_a_one_line_error_before_any_server(monkeypatch, tmp_pa
     import flows.cli
 
     started = []
-    monkeypatch.setattr(flows.cli, "_prefect_server", lambda: started.append(1))
+    monkeypatch.setattr(flows.cli, "prefect_server", lambda: started.append(1))
     r = CliRunner().invoke(
         flows.cli.app,
         ["run", "eval.references=[AutoETS]", f"tracking.tracking_uri=sqlite:///{tmp_path}/m.db"],

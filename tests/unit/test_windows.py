@@ -266,7 +266,7 @@ def _val_starts(p, i: int) -> list[int]:
 
 
 def test_the_default_validates_on_three_rolling_windows_per_series() -> None:
-    from seqlab.checks import validation_windows
+    from seqlab.data.checks import validation_windows
     from seqlab.pipeline import prepare_data
 
     cfg = _positions_cfg()
@@ -287,7 +287,7 @@ def test_the_default_validates_on_three_rolling_windows_per_series() -> None:
 
 
 def test_a_short_series_validates_on_fewer_windows_with_one_warning(caplog) -> None:
-    from seqlab.checks import required_length, validate_data, validation_windows
+    from seqlab.data.checks import required_length, validate_data, validation_windows
     from seqlab.pipeline import prepare_data
 
     cfg = _positions_cfg()
@@ -318,7 +318,7 @@ def test_a_short_series_validates_on_fewer_windows_with_one_warning(caplog) -> N
 
 
 def test_window_pad_lets_a_shorter_series_hold_its_validation_window() -> None:
-    from seqlab.checks import required_length
+    from seqlab.data.checks import required_length
     from seqlab.pipeline import prepare_data
 
     cfg = _positions_cfg(pad=True)
@@ -329,7 +329,7 @@ def test_window_pad_lets_a_shorter_series_hold_its_validation_window() -> None:
 
 
 def test_an_explicit_val_size_is_the_validation_part_of_every_series(caplog) -> None:
-    from seqlab.checks import validate_data
+    from seqlab.data.checks import validate_data
     from seqlab.pipeline import prepare_data
 
     cfg = _positions_cfg(val_size=9, val_windows=5)  # val_windows has no say then

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqlab.data.series import DataError
-from seqlab.errors import RegistryError
+from seqlab.errors import ModelFormatError, RegistryError
 from seqlab.forecaster import FittedForecaster
 
 
@@ -168,6 +168,13 @@ def load_forecaster(client: MlflowClient, name: str, version: str) -> mlflow.pyf
     except MlflowException as e:
         raise RegistryError(
             f"cannot load model {name} v{version}: {str(e).splitlines()[0]}"
+        ) from None
+    except ImportError as e:  # pickled against module paths this seqlab no longer has
+        if not str(getattr(e, "name", "") or "").startswith("seqlab"):
+            raise
+        raise ModelFormatError(
+            f"model {name} v{version} was written by an older seqlab (it needs {e.name}, which "
+            "this version no longer has): retrain it with `seqlab run`"
         ) from None
 
 
