@@ -166,10 +166,14 @@ def _local_and_utc(raw: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     """The timestamps as local wall-clock times and, when any carried a UTC offset, as UTC
     (``None`` when none did). Unparseable values are NaT."""
     try:
-        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        with warnings.catch_warnings():  # pandas 2 warns (and returns objects) for mixed offsets
+            warnings.simplefilter("ignore", FutureWarning)
+            parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
     except (TypeError, ValueError) as e:
         if "utc=True" not in str(e) and "imezone" not in str(e):
             return pd.to_datetime(raw, errors="coerce"), None
+        parsed = None  # pandas 3: mixed offsets raise
+    if parsed is None or not pd.api.types.is_datetime64_any_dtype(parsed):
         # Offsets that change (daylight saving, several sources): parse each distinct value.
         pairs = {v: _stamp_pair(v) for v in pd.unique(raw)}
         local = pd.to_datetime(raw.map(lambda v: pairs[v][0]))
