@@ -56,12 +56,8 @@ def config(tmp_path, **extra: object):
 COMBINATIONS = list(itertools.product([False, True], repeat=5))
 
 
-@pytest.mark.parametrize("calendar, deseason, future, embedding, pad", COMBINATIONS)
-def test_training_windows_and_forecast_inputs_are_one_featurisation(
-    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool
-) -> None:
-    """The validation window ending at a cutoff, built for training, equals the forecast input
-    at that cutoff, built for serving, and both decode the same outputs to the same values."""
+def combination(tmp_path, calendar: bool, deseason: str, future: bool, embedding: bool, pad: bool):
+    """The three-series data and a tiny config with these feature settings."""
     frame = frame_with_everything()
     if not future:
         frame = frame.drop(columns=["promo"])
@@ -69,13 +65,24 @@ def test_training_windows_and_forecast_inputs_are_one_featurisation(
         tmp_path,
         **{
             "window.calendar": calendar,
-            "window.deseasonalize": "additive" if deseason else "none",
+            "window.deseasonalize": deseason,
             "data.future_covariates": ["promo"] if future else [],
             "model.series_embedding": 2 if embedding else 0,
             "window.pad": pad,
         },
     )
-    series = validate(frame, cfg.data)
+    return validate(frame, cfg.data), cfg
+
+
+@pytest.mark.parametrize("calendar, deseason, future, embedding, pad", COMBINATIONS)
+def test_training_windows_and_forecast_inputs_are_one_featurisation(
+    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool
+) -> None:
+    """The validation window ending at a cutoff, built for training, equals the forecast input
+    at that cutoff, built for serving, and both decode the same outputs to the same values."""
+    series, cfg = combination(
+        tmp_path, calendar, "additive" if deseason else "none", future, embedding, pad
+    )
     h = cfg.window.horizon
     prepared = prepare_fit(series, cfg, holdout=h, val_size=h)  # one window per series
     inputs = prepared.spec.forecast_inputs(truncate(series, h), future=series.frame)
@@ -95,20 +102,9 @@ def test_backtest_forecasts_equal_the_saved_models_forecasts_of_the_users_frame(
     """Train/serve parity: each backtest forecast is what the evaluated model, saved, loaded and
     given the user's own frame cut at that cutoff (plus the horizon's known-future rows, with an
     empty target), forecasts."""
-    frame = frame_with_everything()
-    if not future:
-        frame = frame.drop(columns=["promo"])
-    cfg = config(
-        tmp_path,
-        **{
-            "window.calendar": calendar,
-            "window.deseasonalize": "multiplicative" if deseason else "none",
-            "data.future_covariates": ["promo"] if future else [],
-            "model.series_embedding": 2 if embedding else 0,
-            "window.pad": pad,
-        },
+    series, cfg = combination(
+        tmp_path, calendar, "multiplicative" if deseason else "none", future, embedding, pad
     )
-    series = validate(frame, cfg.data)
     fitted = refit(series, cfg, epochs=1, holdout=cfg.test_size)
     bt = backtest_model(fitted, series, cfg)
     loaded = FittedForecaster.load(*fitted.save(tmp_path / "model"))
