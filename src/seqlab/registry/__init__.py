@@ -23,7 +23,6 @@ from seqlab.registry.promotion import (
     decision_markdown,
     score_champion,
     unseen_pairs,
-    unseen_windows,
 )
 from seqlab.registry.serving import (
     LoggedModel,
@@ -155,7 +154,6 @@ __all__ = [
     "start_parent_run",
     "start_pipeline_run",
     "unseen_pairs",
-    "unseen_windows",
     "versions_table",
     "write_frame",
 ]

@@ -353,19 +353,6 @@ def common_pairs(challenger: Backtest, champion: ChampionScores) -> Pairs:
     )
 
 
-def unseen_windows(bt: Backtest, trained_until: dict[str, str]) -> list[int]:
-    """Windows whose cutoff is at or after the champion's training end, for every series."""
-    if not trained_until:
-        return []
-    ends = {sid: pd.Timestamp(ts) for sid, ts in trained_until.items()}
-    keep = []
-    for window, g in bt.frame.groupby("window", sort=True):
-        cut = g.groupby("unique_id", sort=False)["cutoff"].first()
-        if all(sid in ends and pd.Timestamp(c) >= ends[sid] for sid, c in cut.items()):
-            keep.append(int(window))
-    return keep
-
-
 def champion_recipe(config: dict, cfg: PipelineConfig) -> PipelineConfig:
     """The champion's configuration, on the challenger's data and evaluation windows."""
     recipe = build_config(config)
