@@ -38,6 +38,8 @@ class RunSummary:
     decision: str = "not registered (registry.register=false)"
     promoted: bool = False
     served: str = "refit"
+    budget: list[str] = field(default_factory=list)
+    """What the run's time budget cut (trials, ensemble members, explanations), one line each."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +88,7 @@ def _notes(s: RunSummary) -> list[str]:
             f"intervals: {held} of the backtest actuals{calibrated}; scaled pinball loss "
             f"{s.metrics.get('test/spl', float('nan')):.4f}"
         )
+    notes += [f"time budget: {line}" for line in s.budget]
     if s.series > 1 and s.worst_series is not None:
         notes.append(
             f"{s.series} series; worst by backtest MASE: {s.worst_series} "
@@ -104,6 +107,12 @@ def _notes(s: RunSummary) -> list[str]:
             f"history ({shown}): they are left out of the mean MASE; MAE covers them"
         )
     return notes
+
+
+def _study_line(s: RunSummary) -> str:
+    if not s.study:
+        return "none: the parameters set were trained (tune.n_trials=0)"
+    return f"{s.study} ({s.trials_finished} finished trials, best #{s.best_trial})"
 
 
 def render_markdown(s: RunSummary) -> str:
@@ -128,7 +137,7 @@ def render_markdown(s: RunSummary) -> str:
         f"- MLflow run: `{s.run_id}` (experiment `{s.experiment}`)",
         f"- Model: `{s.model_name}` version **{s.version}**, alias `{s.alias}`",
         f"- Promotion: {s.decision}",
-        f"- Study: `{s.study}` ({s.trials_finished} finished trials, best #{s.best_trial})",
+        f"- Study: {_study_line(s)}",
     ]
     lines += [f"- Note: {n}" for n in _notes(s)]
     return "\n".join(lines)
@@ -154,9 +163,6 @@ def render_rich(s: RunSummary) -> None:
     console.print(f"MLflow run id : {s.run_id}  (experiment {s.experiment})")
     console.print(f"model version : {s.model_name} v{s.version}  alias: {s.alias}")
     console.print(f"promotion     : {s.decision}")
-    console.print(
-        f"study         : {s.study or '-'}  finished trials: {s.trials_finished}  "
-        f"best: #{s.best_trial}"
-    )
+    console.print(f"study         : {_study_line(s)}")
     for n in _notes(s):
         console.print(f"note          : {n}")

@@ -26,6 +26,7 @@ from prefect.context import get_run_context  # noqa: E402
 
 from flows.report import RunSummary, render_markdown  # noqa: E402
 from seqlab import registry  # noqa: E402
+from seqlab.budget import Budget  # noqa: E402
 from seqlab.config import (  # noqa: E402
     ConfigError,
     PipelineConfig,
@@ -41,7 +42,7 @@ from seqlab.pipeline import (  # noqa: E402
     backtest_model,
     calibrate,
     ingest,
-    learn_epochs,
+    learn_steps,
     refit,
     validate_data,
 )
@@ -61,6 +62,32 @@ def worst_series(bt: Backtest, series: SeriesData) -> dict:
         "worst_series": None if worst is None else str(worst["unique_id"]),
         "worst_mase": None if worst is None else float(worst["mase"]),
         "not_evaluated": [s for s in series.series_ids if s not in evaluated],
+    }
+
+
+def budget_cuts(evaluated: FittedForecaster, trained: PipelineConfig, length: dict) -> list[str]:
+    """What the time budget cut in the evaluated fit, one line each."""
+    out = []
+    wanted = trained.model.ensemble_size
+    if evaluated.ensemble_size < wanted:
+        out.append(
+            f"the ensemble keeps {evaluated.ensemble_size} of model.ensemble_size={wanted} "
+            "members (the served refit repeats them)"
+        )
+    if evaluated.history is not None and evaluated.history.cut:
+        planned = f"{length['steps']} steps" if "steps" in length else f"{length['epochs']} epochs"
+        out.append(f"the evaluated fit stopped after {evaluated.steps} steps of {planned}")
+    return out
+
+
+def key_params(cfg: PipelineConfig) -> dict:
+    """The parameters a run without tuning trained with, as the summary shows tuned ones."""
+    return {
+        "model.cell": cfg.model.cell,
+        "model.hidden_size": cfg.model.hidden_size,
+        "model.num_layers": cfg.model.num_layers,
+        "train.lr": cfg.train.lr,
+        "window.input_size": cfg.window.input_size,
     }
 
 
@@ -97,8 +124,10 @@ def start_run_task(
 
 
 @task(name="tune", cache_policy=NO_CACHE)
-def tune_task(cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef) -> TuningResult:
-    return tune_under_run(cfg, series, run)
+def tune_task(
+    cfg: PipelineConfig, series: SeriesData, run: tracking.RunRef, deadline: float | None = None
+) -> TuningResult:
+    return tune_under_run(cfg, series, run, deadline=deadline)
 
 
 @task(name="record-config", cache_policy=NO_CACHE)
@@ -121,9 +150,11 @@ def record_config_task(
     tracking.set_tags(run, tags)
 
 
-@task(name="learn-epochs", cache_policy=NO_CACHE)
-def learn_epochs_task(series: SeriesData, cfg: PipelineConfig) -> int:
-    return learn_epochs(series, cfg)
+@task(name="learn-steps", cache_policy=NO_CACHE)
+def learn_steps_task(
+    series: SeriesData, cfg: PipelineConfig, deadline: float | None = None
+) -> int | None:
+    return learn_steps(series, cfg, deadline)
 
 
 @task(name="refit", cache_policy=NO_CACHE)
@@ -133,8 +164,9 @@ def refit_task(
     holdout: int,
     epochs: int | None = None,
     steps: int | None = None,
+    deadline: float | None = None,
 ) -> FittedForecaster:
-    return refit(series, cfg, epochs, holdout, steps)
+    return refit(series, cfg, epochs, holdout, steps, deadline)
 
 
 @task(name="backtest", cache_policy=NO_CACHE)
@@ -148,6 +180,7 @@ def backtest_task(
         {
             "final/epochs": fitted.epochs,
             "final/steps": fitted.steps,
+            "final/ensemble_size": fitted.ensemble_size,
             "final/samples_per_s": fitted.history.samples_per_second if fitted.history else 0.0,
         },
     )
@@ -365,21 +398,39 @@ def training_pipeline(
             "it from the search space (or set tune.n_trials=0) to keep it",
             key,
         )
+    budget = Budget(cfg.time_budget)
     series = validate_task(ingest_task(cfg), cfg)
     run = start_run_task(cfg, series, _prefect_tags())
     summary: RunSummary | None = None
     try:
-        tuning = tune_task(cfg, series, run)
+        tuning = tune_task(cfg, series, run, budget.tuning_deadline(cfg.tune.timeout))
         trained = with_overrides(cfg, tuning.best_params)
-        record_config_task(run, trained, tuning, series)
-        epochs = (
-            tuning.best_epoch + 1
+        cuts = [
+            f"trial {n} stopped at the deadline, with its best so far" for n in tuning.cut_trials
+        ]
+        length = (  # the evaluated fit trains as many optimizer steps as the chosen trial did
+            {"steps": tuning.best_steps}
+            if tuning.best_steps is not None
+            else {"epochs": tuning.best_epoch + 1}
             if tuning.best_epoch is not None
-            else learn_epochs_task(series, trained)
+            else {"steps": learn_steps_task(series, trained, budget.tuning_deadline())}
         )
-        evaluated = refit_task(series, trained, cfg.test_size, epochs=epochs)
+        if length.get("steps", 0) is None:  # no early stopping: max_epochs epochs
+            length = {"epochs": trained.train.max_epochs}
+        evaluated = refit_task(
+            series, trained, cfg.test_size, **length, deadline=budget.fit_deadline()
+        )
+        cuts += budget_cuts(evaluated, trained, length)
+        trained = with_overrides(trained, {"model.ensemble_size": evaluated.ensemble_size})
+        for line in cuts:
+            logger.warning("time budget: %s", line)
+        record_config_task(run, trained, tuning, series)
         bt = backtest_task(evaluated, series, trained, run)
-        explain_task(evaluated, series, trained, run, tuning)
+        if budget.allows_explanations():
+            explain_task(evaluated, series, trained, run, tuning)
+        else:
+            cuts.append(f"explanations skipped ({budget.left():.0f} s of {cfg.time_budget:g} left)")
+            logger.warning("time budget: %s", cuts[-1])
         summary = RunSummary(
             dataset=cfg.dataset_name,
             experiment=cfg.experiment_name,
@@ -390,7 +441,7 @@ def training_pipeline(
             backtest_windows=len(bt.windows),
             cutoffs=bt.cutoffs,
             cell=trained.model.cell,
-            trained_params=tuning.best_params,
+            trained_params=tuning.best_params or key_params(trained),
             study=tuning.study,
             trials_finished=tuning.finished_after,
             best_trial=tuning.best_trial,
@@ -400,6 +451,7 @@ def training_pipeline(
             undefined_mase=sorted(
                 map(str, bt.frame.loc[bt.frame["mase_scale"].isna(), "unique_id"].unique())
             ),
+            budget=cuts,
             **worst_series(bt, series),
         )
         if cfg.registry.register_model:

@@ -6,4 +6,4 @@ without prefect and mlflow) and ``registry`` (the MLflow edge: tracking, serving
 promotion). The Prefect flows and the ``seqlab`` command live in the ``flows`` package.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

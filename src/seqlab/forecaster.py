@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,13 @@ import numpy as np
 import pandas as pd
 
 from seqlab import __version__
+from seqlab.budget import members_that_fit
 from seqlab.config import DataConfig, PipelineConfig, with_overrides
 from seqlab.data.series import DataError, SeriesData, validate
 from seqlab.data.series import _parse_times as parse_times
 from seqlab.errors import ModelFormatError  # noqa: F401 (raised here, re-exported)
 from seqlab.evaluation import conformal
+from seqlab.evaluation.conformal import central_levels, with_point_bands  # noqa: F401
 from seqlab.features.spec import FeatureSpec
 from seqlab.features.windows import seasonal_mae
 from seqlab.models import EnsembleForecaster, Forecaster
@@ -115,12 +118,6 @@ def split_future(frame: pd.DataFrame, dcfg: DataConfig) -> tuple[pd.DataFrame, p
 # ---------------------------------------------------------------- intervals
 
 
-def central_levels(coverages: Sequence[float]) -> list[float]:
-    """Quantile levels of central intervals given as coverages in percent: 80 -> 0.1, 0.9."""
-    lows = sorted({round((1 - c / 100) / 2, 10) for c in coverages})
-    return sorted([*lows, *(round(1 - q, 10) for q in lows)])
-
-
 @dataclass(frozen=True)
 class Intervals:
     """Conformal margins of the central intervals, in units of each series' MASE scale.
@@ -191,25 +188,32 @@ class FittedForecaster:
         holdout: int,
         epochs: int | None = None,
         steps: int | None = None,
+        deadline: float | None = None,
     ) -> FittedForecaster:
         """Train ``cfg`` on everything but the last ``holdout`` points of each series, for
         ``steps`` optimizer steps (a refit that repeats another fit's length) or ``epochs``.
 
         With ``model.ensemble_size`` K > 1, K members train from seeds ``seed .. seed + K - 1``
-        and forecast their median; ``history`` is the first member's."""
+        and forecast their median; ``history`` is the first member's.
+
+        ``deadline`` (``time.time()``, the time budget): the first member stops at it, and the
+        ensemble keeps the members that fit (``config`` holds them, so a refit repeats them)."""
         if (epochs is None) == (steps is None):
             raise ValueError("give one of epochs or steps")
         fixed = with_overrides(
             cfg, {"train.max_epochs": max(1, epochs or 1), "train.patience": None}
         )
         prepared = prepare_fit(series, fixed, holdout)
-        members, hist = [], None
-        for k in range(cfg.model.ensemble_size):  # member k trains from seed + k
-            member_cfg = with_overrides(fixed, {"train.seed": fixed.train.seed + k}) if k else fixed
-            member, member_hist = train_model(prepared, member_cfg, max_steps=steps)
+        started = time.time()
+        first, hist = train_model(prepared, fixed, max_steps=steps, deadline=deadline)
+        members = [first.cpu()]
+        wanted = members_that_fit(cfg.model.ensemble_size, time.time() - started, started, deadline)
+        for k in range(1, wanted):  # member k trains from seed + k, as long as the first
+            member_cfg = with_overrides(fixed, {"train.seed": fixed.train.seed + k})
+            member, _ = train_model(prepared, member_cfg, max_steps=hist.steps)
             members.append(member.cpu())
-            hist = hist or member_hist
-        assert hist is not None
+        if wanted != cfg.model.ensemble_size:
+            cfg = with_overrides(cfg, {"model.ensemble_size": wanted})
         network: Forecaster = members[0] if len(members) == 1 else EnsembleForecaster(members)
         return cls(
             network=network,
@@ -225,6 +229,11 @@ class FittedForecaster:
         )
 
     # ------------------------------------------------------------ properties
+
+    @property
+    def ensemble_size(self) -> int:
+        """Members the network holds (fewer than asked when a time budget cut the ensemble)."""
+        return int(self.config["model"]["ensemble_size"])
 
     @property
     def horizon(self) -> int:
@@ -487,14 +496,3 @@ def check_format(meta: Any) -> None:
             f"model format {fmt!r} was written by {when} seqlab (this one, "
             f"{__version__}, reads format {FORMAT}): retrain it with `seqlab run`"
         )
-
-
-def with_point_bands(frame: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
-    """A backtest frame of a point model with zero-width ``q<level>`` columns at its point
-    forecast: conformalising them (``seqlab.evaluation.conformal``) gives split-conformal intervals
-    on the absolute errors, the intervals statsforecast's and neuralforecast's
-    ``PredictionIntervals`` give point models."""
-    out = frame.copy()
-    for q in levels:
-        out[quantile_column(q)] = frame["model"]
-    return out

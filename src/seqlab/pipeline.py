@@ -4,7 +4,7 @@ The evaluation protocol, in the order the flow runs it:
 
 1. tune on the training part, early-stopping and scoring on the validation part (MASE);
 2. refit the chosen parameters on all history before the first backtest cutoff (train +
-   validation) for the epoch count early stopping learnt, and backtest that model and the
+   validation) for the optimizer steps early stopping learnt, and backtest that model and the
    baselines on the same rolling-origin cutoffs;
 3. refit on the whole history for serving (``registry.serve=refit``); a quantile model's
    intervals are calibrated on the backtest's errors (``seqlab.evaluation.conformal``).
@@ -44,12 +44,16 @@ def prepare_data(series: SeriesData, cfg: PipelineConfig) -> PreparedData:
     )
 
 
-def learn_epochs(series: SeriesData, cfg: PipelineConfig) -> int:
-    """Epochs for a refit: early stopping on the validation part, or ``max_epochs`` without it."""
+def learn_steps(
+    series: SeriesData, cfg: PipelineConfig, deadline: float | None = None
+) -> int | None:
+    """Optimizer steps for a refit without tuning: early stopping's best on the validation
+    part (stopped at ``deadline`` with the best so far), or ``None`` without early stopping
+    (train ``max_epochs`` epochs)."""
     if cfg.train.patience is None:
-        return cfg.train.max_epochs
-    _, hist = train_model(prepare_data(series, cfg), cfg)
-    return hist.best_epoch + 1
+        return None
+    _, hist = train_model(prepare_data(series, cfg), cfg, deadline=deadline)
+    return max(1, hist.best_steps)
 
 
 def refit(
@@ -58,11 +62,13 @@ def refit(
     epochs: int | None = None,
     holdout: int = 0,
     steps: int | None = None,
+    deadline: float | None = None,
 ) -> FittedForecaster:
     """Train ``cfg`` on everything but the last ``holdout`` points, for ``epochs`` or exactly
     ``steps`` optimizer steps (the served refit repeats the evaluated model's steps, so the
-    promoted model is the recipe the gate judged)."""
-    return FittedForecaster.fit(series, cfg, holdout, epochs=epochs, steps=steps)
+    promoted model is the recipe the gate judged). ``deadline``: the run's time budget
+    (:meth:`FittedForecaster.fit`)."""
+    return FittedForecaster.fit(series, cfg, holdout, epochs=epochs, steps=steps, deadline=deadline)
 
 
 def backtest_offsets_for(cfg: PipelineConfig) -> list[int]:

@@ -243,3 +243,17 @@ def test_journal_objective_writes_heartbeats(cfg_for, series, tmp_path):
     assert run_trials(study, Objective(cfg, series, 1)) == 1
     [trial] = study.trials
     assert HEARTBEAT_ATTR in trial.system_attrs and OWNER_ATTR in trial.system_attrs
+
+
+def test_past_its_timeout_an_empty_study_still_gets_one_trial_cut_at_the_deadline(cfg_for, series):
+    # A run whose start-up ate its time budget still tunes one trial (stopped after an epoch),
+    # rather than training untuned parameters; a study holding a trial starts no other.
+    cfg = cfg_for(**{"tune.n_trials": 3, "train.max_epochs": 50})
+    study = open_new(cfg, series)
+    objective = Objective(cfg, series, 3, deadline=1.0)
+    assert run_trials(study, objective, timeout=0.0) == 1
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["cut_at_deadline"]
+    assert trial.user_attrs["epochs"] == 1 and trial.user_attrs["best_steps"] >= 1
+    assert run_trials(study, objective, timeout=0.0) == 0
+    assert len(study.get_trials()) == 1

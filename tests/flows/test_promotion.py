@@ -183,3 +183,16 @@ def test_registry_misuse_is_a_clear_error(store, args, fragment) -> None:
     assert r.exit_code == 2
     assert fragment in r.output
     assert registry.alias_version(client, NAME, "champion") == before
+
+
+def test_a_run_without_tuning_shows_the_parameters_it_trained_with(store) -> None:
+    from flows.report import render_markdown
+
+    _, _, _, runs = store
+    summary = runs["weak"]  # tune.n_trials=0
+    assert summary.trained_params["model.hidden_size"] == 16
+    assert summary.trained_params["model.cell"] == summary.cell
+    assert summary.trained_params["window.input_size"] == 12
+    text = render_markdown(summary)
+    assert "none: the parameters set were trained (tune.n_trials=0)" in text
+    assert "#None" not in text and "{}" not in text

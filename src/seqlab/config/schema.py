@@ -348,6 +348,12 @@ class RegistryConfig(_Section):
 
 class PipelineConfig(_Section):
     name: str = "seqlab"
+    time_budget: float | None = Field(None, gt=0)
+    """Seconds for the whole run (``seqlab.budget``): tuning stops at half of it (the running
+    trial with its best so far), the evaluated fit keeps the ensemble members that fit in 40% of
+    what is left, explanations are skipped when little is left. The run ends within about this
+    long, plus start-up (1.5x at worst, when the gate retrains the champion). ``null``: no bound,
+    and the same seed gives the same result."""
     data: DataConfig = Field(default_factory=DataConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -23,6 +23,7 @@ numpy and pandas only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,4 +117,21 @@ def cross_calibrate(frame: pd.DataFrame, levels: list[float]) -> pd.DataFrame:
         )
         for q, v in moved.items():
             out.loc[rows, column(q)] = v
+    return out
+
+
+def central_levels(coverages: Sequence[float]) -> list[float]:
+    """Quantile levels of central intervals given as coverages in percent: 80 -> 0.1, 0.9."""
+    lows = sorted({round((1 - c / 100) / 2, 10) for c in coverages})
+    return sorted([*lows, *(round(1 - q, 10) for q in lows)])
+
+
+def with_point_bands(frame: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
+    """A backtest frame of a point model with zero-width ``q<level>`` columns at its point
+    forecast: conformalising them (``seqlab.evaluation.conformal``) gives split-conformal intervals
+    on the absolute errors, the intervals statsforecast's and neuralforecast's
+    ``PredictionIntervals`` give point models."""
+    out = frame.copy()
+    for q in levels:
+        out[column(q)] = frame["model"]
     return out

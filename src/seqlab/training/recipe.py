@@ -73,12 +73,13 @@ def train_model(
     cfg: PipelineConfig,
     callbacks: Sequence[Callback] = (),
     max_steps: int | None = None,
+    deadline: float | None = None,
 ) -> tuple[RecurrentForecaster, History]:
     """Seeded model construction and training: same config + seed, same weights (on CPU)."""
     seed_everything(cfg.train.seed)
     model = build_from_config(prepared, cfg)
     data = DeviceData.from_prepared(prepared, resolve_device(cfg.train.device))
-    history = fit(model, data, cfg.train, callbacks, max_steps=max_steps)
+    history = fit(model, data, cfg.train, callbacks, max_steps=max_steps, deadline=deadline)
     return model, history
 
 

@@ -58,6 +58,8 @@ class History:
     """Optimizer steps taken: what a refit repeats, so it trains as long as the fit it repeats."""
     best_steps: int = 0
     """Optimizer steps up to the end of ``best_epoch``."""
+    cut: bool = False
+    """Stopped at a deadline (the run's time budget) before early stopping or ``max_epochs``."""
 
     @property
     def epochs(self) -> int:
@@ -320,6 +322,7 @@ def fit(
     cfg: TrainConfig,
     callbacks: Sequence[Callback] | Iterable[Callback] = (),
     max_steps: int | None = None,
+    deadline: float | None = None,
 ) -> History:
     """Train ``model`` with early stopping on the validation score; the best weights are restored.
 
@@ -327,7 +330,9 @@ def fit(
     :class:`ValScorer`), else validation loss. Without validation windows, ``cfg.max_epochs``
     epochs are run and the last weights kept (a refit for an epoch count learnt earlier).
     ``max_steps``: stop after that many optimizer steps (a refit that repeats another fit's
-    length on more data), the last epoch cut short if need be.
+    length on more data), the last epoch cut short if need be. ``deadline`` (a ``time.time()``
+    value): stop after the epoch that reaches it, with the best weights so far (``History.cut``);
+    at least one epoch always runs.
 
     Raises :class:`NonFiniteLossError` when a loss becomes NaN/inf, and whatever a callback
     raises (``optuna.TrialPruned`` from the pruning callback, for instance).
@@ -429,6 +434,9 @@ def fit(
             cb.on_epoch_end(epoch, metrics)
         if cfg.patience is not None and bad_epochs >= cfg.patience:
             hist.stopped_early = True
+            break
+        if deadline is not None and time.time() >= deadline:
+            hist.cut = True
             break
     hist.seconds = time.perf_counter() - t0
     if has_val:

@@ -165,6 +165,9 @@ class Objective:
     tracking: TrialTracking | None = None
     extra_callbacks: CallbackFactory | None = None
     heartbeat_interval: int = field(default=0)
+    deadline: float | None = None
+    """``time.time()`` at which the running trial stops with its best so far (the run's time
+    budget or ``tune.timeout``): recorded as ``cut_at_deadline``, scored like any other."""
 
     def __post_init__(self) -> None:
         self._prepared: dict[tuple, Any] = {}
@@ -224,7 +227,7 @@ class Objective:
                 callbacks.insert(0, handle.callback())
             if self.extra_callbacks is not None:
                 callbacks += self.extra_callbacks(trial)
-            _, hist = train_model(prepared, cfg, callbacks)
+            _, hist = train_model(prepared, cfg, callbacks, deadline=self.deadline)
         except optuna.TrialPruned as e:
             trial.set_user_attr("epochs", tracker.epoch + 1)
             _close(handle, "PRUNED", {"val/best_mase": tracker.best, **_gpu_peak()}, str(e))
@@ -244,6 +247,15 @@ class Objective:
             raise
         trial.set_user_attr("epochs", hist.epochs)
         trial.set_user_attr("best_epoch", hist.best_epoch)
+        trial.set_user_attr("best_steps", hist.best_steps)
+        if hist.cut:
+            trial.set_user_attr("cut_at_deadline", True)
+            log.warning(
+                "trial %d stopped at the time budget after %d epochs (val/mase %.4g so far)",
+                trial.number,
+                hist.epochs,
+                hist.best_score,
+            )
         trial.set_user_attr("monitor", hist.monitor)
         if hist.gpu_mem_peak_mb is not None:
             trial.set_user_attr("gpu_mem_peak_mb", round(hist.gpu_mem_peak_mb, 1))

@@ -50,6 +50,7 @@ def worker_command(
     slot: WorkerSlot,
     timeout: float | None = None,
     heartbeat_interval: int | None = None,
+    deadline: float | None = None,
 ) -> list[str]:
     cmd = [
         sys.executable,
@@ -64,6 +65,8 @@ def worker_command(
         cmd += ["--heartbeat-interval", str(heartbeat_interval)]
     if timeout:
         cmd += ["--timeout", str(timeout)]
+    if deadline:
+        cmd += ["--deadline", repr(deadline)]
     if not slot.keep_on_oom:
         cmd.append("--leave-on-oom")
     return cmd
@@ -75,6 +78,7 @@ def spawn_workers(
     slots: list[WorkerSlot],
     timeout: float | None = None,
     heartbeat_interval: int | None = None,
+    deadline: float | None = None,
 ) -> WorkerPool:
     threads = cpu_threads_per_worker(len(slots))
     procs = []
@@ -85,7 +89,7 @@ def spawn_workers(
             "OMP_NUM_THREADS": str(threads),
             "SEQLAB_WORKER_RANK": str(slot.rank),
         }
-        cmd = worker_command(study_name, storage_url, slot, timeout, heartbeat_interval)
+        cmd = worker_command(study_name, storage_url, slot, timeout, heartbeat_interval, deadline)
         procs.append(subprocess.Popen(cmd, env=env))
     return WorkerPool(procs, slots)
 

@@ -135,7 +135,8 @@ def run_trials(
 
     Waits while other workers hold the remaining trials (one of them may fail and need a
     replacement), fails trials of dead workers, leaves after a CUDA OOM unless ``keep_on_oom``
-    (a worker sharing its GPU makes room), stops launching trials after ``timeout`` seconds, and
+    (a worker sharing its GPU makes room), stops launching trials after ``timeout`` seconds
+    (once the study holds a finished or running trial), and
     raises :class:`TuningError` after ``max_fail_streak`` failed trials in a row.
     Returns the number of trials this call finished.
     """
@@ -161,7 +162,10 @@ def _run_trials(
         reap_dead_trials(study, objective.heartbeat_interval)
         finished, running = trial_counts(study)
         progress.report("trials", min(finished, n), n)
-        if finished >= n or (timeout is not None and time.monotonic() - start >= timeout):
+        # Past the timeout no trial starts, unless the study holds none, finished or running:
+        # then it gets its first (which stops at the objective's deadline).
+        late = timeout is not None and time.monotonic() - start >= timeout
+        if finished >= n or (late and finished + running > 0):
             return done
         if finished + running >= n:
             time.sleep(poll)

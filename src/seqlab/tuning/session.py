@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import optuna
 
@@ -22,8 +23,12 @@ log = logging.getLogger("seqlab.tuning")
 
 
 def top_up(study: optuna.Study, cfg: PipelineConfig, objective: Objective) -> dict:
-    """Top the study up to ``n_trials`` with the configured workers; returns what was done."""
+    """Top the study up to ``n_trials`` with the configured workers; returns what was done.
+    No trial starts after ``objective.deadline``, and the running ones stop at it."""
     t = cfg.tune
+    timeout = t.timeout
+    if objective.deadline is not None:
+        timeout = max(0.0, objective.deadline - time.time())
     reaped = reap_dead_trials(study, t.heartbeat_interval)
     before = finished_count(study)
     slots = plan_slots(t.workers, t.trials_per_gpu, n_params=largest_model_params(cfg))
@@ -34,10 +39,12 @@ def top_up(study: optuna.Study, cfg: PipelineConfig, objective: Objective) -> di
         mode = "external workers"
         wait_for_trials(study, t.n_trials, t.wait_timeout, heartbeat_interval=t.heartbeat_interval)
     elif len(slots) == 1 and slots[0].gpu is None:
-        run_trials(study, objective, timeout=t.timeout, max_fail_streak=max_fail_streak(cfg))
+        run_trials(study, objective, timeout=timeout, max_fail_streak=max_fail_streak(cfg))
     else:
         mode = f"{len(slots)} worker processes"
-        pool = spawn_workers(study.study_name, t.storage, slots, t.timeout, t.heartbeat_interval)
+        pool = spawn_workers(
+            study.study_name, t.storage, slots, timeout, t.heartbeat_interval, objective.deadline
+        )
         try:
             codes = pool.wait()
         except BaseException:
@@ -64,9 +71,13 @@ def tune_study(
     series: SeriesData,
     tracking: dict[str, str] | None = None,
     extra_callbacks: CallbackFactory | None = None,
+    deadline: float | None = None,
 ) -> TuningResult:
     """Open (or create, warm-started) the study of this data and config, top it up to
-    ``tune.n_trials``, and summarise it. ``tune.n_trials=0`` trains the given parameters."""
+    ``tune.n_trials``, and summarise it. ``tune.n_trials=0`` trains the given parameters.
+
+    ``deadline`` (``time.time()``): when tuning stops, the running trials with their best so
+    far (the run's time budget); unset, ``tune.timeout`` from now does the same."""
     if cfg.tune.n_trials == 0:
         return TuningResult(study="", mode="no tuning", n_trials=0)
     storage = make_storage(cfg.tune.storage, cfg.tune.heartbeat_interval)
@@ -80,8 +91,15 @@ def tune_study(
             opened.warm_start_params,
         )
     publish(opened.study, cfg, series.digest, tracking)
+    if deadline is None and cfg.tune.timeout is not None:
+        deadline = time.time() + cfg.tune.timeout
     objective = Objective(
-        cfg, series, cfg.tune.n_trials, tracking_from_dict(tracking), extra_callbacks
+        cfg,
+        series,
+        cfg.tune.n_trials,
+        tracking_from_dict(tracking),
+        extra_callbacks,
+        deadline=deadline,
     )
     done = top_up(opened.study, cfg, objective)
     return summarise(

@@ -39,6 +39,7 @@ ATTR_WARM_START = "seqlab.warm_started_from"
 # Settings that do not change a trial's result: where and how fast trials run, where runs go.
 _NOT_IN_FINGERPRINT = {
     "name": None,
+    "time_budget": None,  # the deadline a trial may be cut at is recorded on the trial itself
     "data": {"source"},  # the digest identifies the data wherever the file lives
     "tune": {
         "n_trials",

@@ -22,7 +22,12 @@ class TuningResult:
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     best_epoch: int | None = None
-    """Early stopping's best epoch (0-based) of the best trial: refits train ``best_epoch + 1``."""
+    """Early stopping's best epoch (0-based) of the best trial."""
+    best_steps: int | None = None
+    """Optimizer steps of the best trial up to its best epoch: what the evaluated refit trains
+    (studies of seqlab < 0.3 lack it; their refits train ``best_epoch + 1`` epochs)."""
+    cut_trials: list[int] = field(default_factory=list)
+    """Trials stopped at the deadline (time budget or ``tune.timeout``) with their best so far."""
     val_windows: int | None = None
     """Validation windows per series the best trial was scored on: the fewest of any series
     (``val_windows_max``: the most), fewer than ``window.val_windows`` on short series."""
@@ -61,6 +66,10 @@ def summarise(study: optuna.Study, **extra: Any) -> TuningResult:
         best_epoch=int(best.user_attrs["best_epoch"])
         if best and "best_epoch" in best.user_attrs
         else None,
+        best_steps=int(best.user_attrs["best_steps"])
+        if best and "best_steps" in best.user_attrs
+        else None,
+        cut_trials=sorted(t.number for t in trials if t.user_attrs.get("cut_at_deadline")),
         val_windows=best.user_attrs.get("val_windows") if best else None,
         val_windows_max=best.user_attrs.get("val_windows_max") if best else None,
         fail_reasons=failure_reasons(study),

@@ -18,8 +18,9 @@ def tune_under_run(
     series: SeriesData,
     run: tracking.RunRef,
     extra_callbacks: CallbackFactory | None = None,
+    deadline: float | None = None,
 ) -> TuningResult:
-    result = tune_study(cfg, series, run.trial_spec(), extra_callbacks)
+    result = tune_study(cfg, series, run.trial_spec(), extra_callbacks, deadline)
     if result.tuned:
         tracking.fail_dangling_trial_runs(
             run.tracking_uri, run.experiment_id, result.study, set(result.running_trials)

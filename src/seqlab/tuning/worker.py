@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -129,13 +130,19 @@ def run_worker(
     heartbeat_interval: int | None = None,
     wait_for_study: float = 0.0,
     extra_callbacks: CallbackFactory | None = None,
+    deadline: float | None = None,
 ) -> int:
     """Join a study: run trials until it holds ``n_trials``; returns how many this worker ran.
 
-    The heartbeat interval defaults to the study's ``tune.heartbeat_interval``.
+    The heartbeat interval defaults to the study's ``tune.heartbeat_interval``. No trial starts
+    after ``timeout`` seconds or ``deadline`` (``time.time()``), and the running one stops
+    there with its best so far.
     """
     published = await_study(study_name, make_storage(storage_url), wait_for_study)
     objective = objective_for_study(published, extra_callbacks)
+    if timeout is not None:
+        deadline = min(deadline or math.inf, time.time() + timeout)
+    objective.deadline = deadline
     cfg = objective.cfg
     interval = heartbeat_interval or cfg.tune.heartbeat_interval
     objective.heartbeat_interval = interval
@@ -146,7 +153,7 @@ def run_worker(
     return run_trials(
         study,
         objective,
-        timeout=timeout,
+        timeout=None if deadline is None else max(0.0, deadline - time.time()),
         keep_on_oom=keep_on_oom,
         max_fail_streak=max_fail_streak(cfg),
     )
@@ -167,6 +174,13 @@ def main(argv: list[str] | None = None, extra_callbacks: CallbackFactory | None 
     p.add_argument("--storage", required=True)
     p.add_argument(
         "--timeout", type=float, default=None, help="stop launching trials after this many seconds"
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="EPOCH_SECONDS",
+        help="stop at this time.time() (the run's time budget): running trials keep their best",
     )
     p.add_argument(
         "--heartbeat-interval",
@@ -198,6 +212,7 @@ def main(argv: list[str] | None = None, extra_callbacks: CallbackFactory | None 
             a.heartbeat_interval,
             a.wait_for_study,
             extra_callbacks,
+            a.deadline,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
