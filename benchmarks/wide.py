@@ -215,15 +215,20 @@ def load_pool(half: str | None) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------- run
-def write_config(folder: Path, entry: dict, csv: Path, series_id: bool = False) -> Path:
+def write_config(
+    folder: Path, entry: dict, csv: Path, series_id: bool = False, search: tuple = ()
+) -> Path:
     h = entry["horizon"]
-    space = {
+    space: dict = {
         "model.cell": {"type": "categorical", "choices": ["lstm", "gru"]},
         "model.hidden_size": {"type": "categorical", "choices": [16, 32, 64]},
         "model.num_layers": {"type": "int", "low": 1, "high": 2},
         "train.lr": {"type": "float", "low": 0.001, "high": 0.02, "log": True},
         "window.input_size": {"type": "categorical", "choices": [m * h for m in INPUT_MULTIPLES]},
     }
+    for item in search:  # --search KEY=A,B: one more categorical dimension
+        key, _, choices = item.partition("=")
+        space[key] = {"type": "categorical", "choices": [yaml_value(c) for c in choices.split(",")]}
     data = {"source": str(csv), "time_column": "ds", "target": "y", "freq": entry["freq"]}
     if series_id:
         data["series_id"] = "series_id"
@@ -248,6 +253,12 @@ def write_config(folder: Path, entry: dict, csv: Path, series_id: bool = False) 
     path = folder / "seqlab.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def overrides_for(opts: dict) -> list[str]:
@@ -293,7 +304,7 @@ def run_one(task: dict, opts: dict) -> dict:
             task["frame"].to_csv(csv, index=False)
         else:
             csv = DATA / f"{entry['id']}.csv"
-        config = write_config(folder, entry, csv, series_id=task["global"])
+        config = write_config(folder, entry, csv, task["global"], tuple(opts["search"]))
         start = time.perf_counter()
         try:
             summary = training_pipeline(str(config), overrides_for(opts))
@@ -304,6 +315,7 @@ def run_one(task: dict, opts: dict) -> dict:
                 k: v for k, v in summary.trained_params.items() if not isinstance(v, dict)
             }
             record["decision"] = summary.decision
+            record["budget_cuts"] = list(getattr(summary, "budget", []))
             if task["global"]:
                 record["per_series"] = per_series_scores(
                     summary.tracking_uri, summary.run_id, folder
@@ -387,6 +399,7 @@ def cmd_run(args) -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix="seqlab-wide-"))
     opts = dict(budget=args.budget, trials=args.trials, seed=args.seed, set=args.set)
+    opts["search"] = args.search
     opts |= dict(verbose=args.verbose, tmp=str(tmp))
     jobs = max(1, min(args.jobs, len(tasks)))
     try:
@@ -584,6 +597,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--trials", type=int, default=None, help="tune.n_trials (default: config's)")
     r.add_argument("--seed", type=int, default=None, help="train.seed and tune.sampler_seed")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument(
+        "--search", action="append", default=[], metavar="KEY=A,B", help="search KEY over A, B"
+    )
     r.add_argument("--limit", type=int, default=0, help="first N series only (smoke tests)")
     r.add_argument("--global", dest="global_", action="store_true", help="one model per group")
     r.add_argument("--verbose", action="store_true")

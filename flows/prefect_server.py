@@ -13,11 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.servers import ManagedProcess, ServerError, free_port, spawn
+from flows.servers import ManagedProcess, ServerError, free_port, guarded_module_cmd, spawn
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT = 120.0
@@ -42,21 +42,6 @@ def startup_timeout() -> float:
     if value <= 0:
         raise PrefectStartError(f"{STARTUP_TIMEOUT_ENV}={raw!r} must be more than 0 seconds")
     return value
-
-
-def guarded_module_cmd(module: str, args: Sequence[str], grace: float = 10.0) -> list[str]:
-    """``python -m module args`` in a process that ends when this one dies, SIGKILL included
-    (``seqlab.processes``: a parent-death signal on Linux, a watchdog everywhere).
-
-    Linux's parent-death signal fires when the *thread* that started the child exits: it is
-    armed only when this is the main thread (which lasts as long as the process); from another
-    thread the watchdog alone guards.
-    """
-    cmd = [sys.executable, "-m", "seqlab.processes", "--parent", str(os.getpid())]
-    cmd += ["--grace", str(grace)]
-    if threading.current_thread() is not threading.main_thread():
-        cmd.append("--watchdog-only")
-    return [*cmd, "-m", module, "--", *args]
 
 
 def _configured_api_url() -> str | None:

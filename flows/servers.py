@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -157,6 +158,26 @@ def _pid_alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
 
 
+def guarded_module_cmd(
+    module: str, args: Sequence[str], grace: float = 10.0, group: bool = False
+) -> list[str]:
+    """``python -m module args`` in a process that ends when this one dies, SIGKILL included
+    (``seqlab.processes``: a parent-death signal on Linux, a watchdog everywhere).
+
+    Linux's parent-death signal fires when the *thread* that started the child exits: it is
+    armed only when this is the main thread (which lasts as long as the process); from another
+    thread the watchdog alone guards. ``group``: see ``seqlab.processes`` (``spawn`` starts a
+    new session, so the guard leads its group).
+    """
+    cmd = [sys.executable, "-m", "seqlab.processes", "--parent", str(os.getpid())]
+    cmd += ["--grace", str(grace)]
+    if threading.current_thread() is not threading.main_thread():
+        cmd.append("--watchdog-only")
+    if group:  # the module runs the server as its child: end the whole (new) session's group
+        cmd.append("--group")
+    return [*cmd, "-m", module, "--", *args]
+
+
 def spawn(
     name: str,
     cmd: Sequence[str],
@@ -254,10 +275,7 @@ def start_mlflow_server(
         db = Path(backend_store_uri.removeprefix("sqlite:///")).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         backend_store_uri = f"sqlite:///{db}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
+    args = [
         "server",
         "--backend-store-uri",
         backend_store_uri,
@@ -273,7 +291,8 @@ def start_mlflow_server(
     ]
     handle = spawn(
         "mlflow-server",
-        cmd,
+        # Ends with this process, also on SIGKILL (`mlflow server` runs uvicorn as its child).
+        guarded_module_cmd("mlflow", args, group=True),
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         log_path=log_path,
         inherit_output=inherit_output,
@@ -281,7 +300,11 @@ def start_mlflow_server(
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     handle.url = f"http://{local}:{port}"
     handle.extra = {"backend_store_uri": backend_store_uri}
-    wait_healthy(handle, f"{handle.url}/health", timeout, expect=b"OK")
+    try:
+        wait_healthy(handle, f"{handle.url}/health", timeout, expect=b"OK")
+    except BaseException:  # Ctrl-C or SIGTERM while it starts: it must not outlive us
+        handle.stop()
+        raise
     return handle
 
 

@@ -10,6 +10,7 @@ Run as a module, it starts another module in a process that ends with its parent
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import runpy
@@ -98,10 +99,47 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def _die_with(parent: int, grace: float, interval: float) -> None:
-    """Watchdog: once the parent has gone, SIGTERM this process; exit hard after ``grace``."""
+def group_members(pgid: int) -> set[int]:
+    """Live processes of process group ``pgid`` (from /proc; empty where there is none)."""
+    found = set()
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            found.add(int(entry.name))
+    return found
+
+
+def _end_group(grace: float) -> None:
+    """SIGTERM the other members of this process's group (a server's workers), SIGKILL those
+    left after ``grace``, then exit: for a module that does not pass SIGTERM on (``mlflow
+    server`` runs ``uvicorn`` as a child)."""
+    me, group = os.getpid(), os.getpgrp()
+    others = group_members(group) - {me}
+    for pid in others:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and group_members(group) - {me}:
+        time.sleep(0.1)
+    for pid in group_members(group) - {me}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    os._exit(1)
+
+
+def _die_with(parent: int, grace: float, interval: float, group: bool = False) -> None:
+    """Watchdog: once the parent has gone, SIGTERM this process (or end its whole group, when
+    it leads one and ``group``); exit hard after ``grace``."""
     while os.getppid() == parent:
         time.sleep(interval)
+    if group and os.getpgrp() == os.getpid():
+        _end_group(grace)
     os.kill(os.getpid(), signal.SIGTERM)  # a clean shutdown first (uvicorn handles SIGTERM)
     time.sleep(grace)
     os._exit(1)
@@ -114,16 +152,23 @@ def guard_and_run_module(
     grace: float = 10.0,
     interval: float = 0.5,
     death_signal: bool = True,
+    group: bool = False,
 ) -> None:
     """Run ``python -m module argv...`` in this process, ended when ``parent`` dies: SIGTERM
     (a clean shutdown), then an exit after ``grace`` seconds. ``death_signal=False`` leaves the
-    watchdog alone (a parent that started this process from a thread that may end first)."""
-    if death_signal:
+    watchdog alone (a parent that started this process from a thread that may end first).
+    ``group``: the watchdog ends this process's whole group (it must lead one), for a module
+    that starts the server as a child of its own and would leave it behind; no parent-death
+    signal then (it would end this process alone, at once)."""
+    if death_signal and not group:
         set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # it died before the signal was armed
         sys.exit(1)
     threading.Thread(
-        target=_die_with, args=(parent, grace, interval), name="parent-watchdog", daemon=True
+        target=_die_with,
+        args=(parent, grace, interval, group),
+        name="parent-watchdog",
+        daemon=True,
     ).start()
     sys.argv = [module, *argv]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -141,10 +186,18 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument(
         "--watchdog-only", action="store_true", help="No parent-death signal (Linux)."
     )
+    parser.add_argument(
+        "--group", action="store_true", help="End this process's whole group (its leader)."
+    )
     parser.add_argument("-m", dest="module", required=True, help="The module to run.")
     ns = parser.parse_args(args[:split])
     guard_and_run_module(
-        ns.parent, ns.module, args[split + 1 :], ns.grace, death_signal=not ns.watchdog_only
+        ns.parent,
+        ns.module,
+        args[split + 1 :],
+        ns.grace,
+        death_signal=not ns.watchdog_only,
+        group=ns.group,
     )
 
 
