@@ -135,7 +135,8 @@ def init(
     try:
         raw = load_raw(data)
         roles = guess_roles(raw)
-        text = starter_yaml(data, roles)
+        # The config names the file relative to its own folder (how seqlab reads it).
+        text = starter_yaml(os.path.relpath(Path(data).absolute(), directory.absolute()), roles)
     except user_errors() as e:
         fail(str(e))
     directory.mkdir(parents=True, exist_ok=True)

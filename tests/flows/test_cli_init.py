@@ -31,3 +31,19 @@ def test_cli_init_warns_when_the_obvious_target_is_not_numeric(tmp_path) -> None
     assert r.exit_code == 0, r.output
     assert "warning: column 'sales' is named like a target but is not numeric" in r.output
     assert "'12,5' at row 42" in r.output
+
+
+def test_init_from_one_folder_runs_from_any_other(tmp_path, monkeypatch) -> None:
+    # `seqlab init my-forecast --data sales.csv` in the data's folder: the config names the
+    # file relative to itself, so it reads the same file from wherever a command runs.
+    sales_frame().to_csv(tmp_path / "sales.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["init", "my-forecast", "--data", "sales.csv"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "my-forecast" / "seqlab.yaml").read_text()
+    assert "source: ../sales.csv" in text
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(tmp_path / "my-forecast" / "seqlab.yaml")
+    assert cfg.data.source == str(tmp_path / "sales.csv")

@@ -237,3 +237,26 @@ def test_the_tiny_config_validates_on_at_least_one_window_per_series(tmp_path: P
     cfg = make_tiny_config(tmp_path, **{"window.val_size": 7})  # == horizon: one window
     prepared = prepare_data(validate_data(ingest(cfg), cfg), cfg)
     assert len(prepared.x_val) == 1
+
+
+def test_relative_data_paths_in_a_config_resolve_against_its_folder(tmp_path, monkeypatch) -> None:
+    project = tmp_path / "project"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "base.yaml").write_text("data: {source: ../data/sales.csv}\n")
+    (project / "conf" / "run.yaml").write_text("defaults: [base.yaml]\nname: run\n")
+    (project / "conf" / "mine.yaml").write_text("data: {source: mine.parquet}\n")
+    monkeypatch.chdir(tmp_path)  # not the project: paths must not depend on it
+    assert load_config(project / "conf" / "run.yaml").data.source == str(
+        project / "data" / "sales.csv"
+    )
+    assert load_config(project / "conf" / "mine.yaml").data.source == str(
+        project / "conf" / "mine.parquet"
+    )
+    # a bundled dataset's name, an absolute path, a URL and an override are left as given
+    assert load_config(None).data.source == "airpassengers"
+    (project / "conf" / "abs.yaml").write_text(f"data: {{source: {tmp_path}/x.csv}}\n")
+    assert load_config(project / "conf" / "abs.yaml").data.source == f"{tmp_path}/x.csv"
+    (project / "conf" / "url.yaml").write_text("data: {source: 's3://bucket/x.csv'}\n")
+    assert load_config(project / "conf" / "url.yaml").data.source == "s3://bucket/x.csv"
+    over = load_config(project / "conf" / "run.yaml", ["data.source=here.csv"])
+    assert over.data.source == "here.csv"

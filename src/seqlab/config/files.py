@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    _anchor_data_source(loaded, p)
     # `defaults: [other.yaml, ...]` composes files, relative to this one, the later ones winning.
     merged: dict[str, Any] = {}
     for parent in loaded.pop("defaults", []) or []:
         ref = parent if str(parent).startswith(PACKAGED) else p.parent / parent
         merged = _merge(merged, read_yaml(ref))
     return _merge(merged, loaded)
+
+
+def is_file_source(source: str) -> bool:
+    """A path (``sales.csv``, ``data/x.parquet``), not a bundled dataset's name."""
+    return "/" in source or "\\" in source or "." in source
+
+
+def _anchor_data_source(loaded: dict[str, Any], config_file: Path) -> None:
+    """A relative ``data.source`` in a config file names a file beside that config, wherever
+    the command runs from (as ``defaults:`` entries do); overrides stay relative to the
+    working folder."""
+    data = loaded.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    if isinstance(source, str) and is_file_source(source) and "://" not in source:
+        path = Path(source).expanduser()
+        if not path.is_absolute():
+            data["source"] = os.path.normpath(config_file.parent.absolute() / path)
 
 
 def build_config(data: dict[str, Any]) -> PipelineConfig:
