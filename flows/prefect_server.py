@@ -20,6 +20,8 @@ from pathlib import Path
 from flows.servers import ManagedProcess, ServerError, free_port, guarded_module_cmd, spawn
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+TEMPORARY_ENV = "SEQLAB_PREFECT_TEMPORARY"
+"""Set while flows report to a temporary server (``prefect_server``), which ends with them."""
 DEFAULT_STARTUP_TIMEOUT = 120.0
 """Prefect's own default (20 s) is too short on a loaded 2-core machine."""
 
@@ -162,6 +164,7 @@ def temporary_prefect_api(timeout: float | None = None) -> Iterator[str | None]:
     atexit.register(handle.stop, 10)  # should the block be left without its finally running
     try:
         _use_api_url(handle.extra["api_url"])
+        os.environ[TEMPORARY_ENV] = "1"  # runs link to no Prefect UI that will be gone
         yield handle.extra["api_url"]
     finally:
         # Stopping the server answers the first Ctrl-C or SIGTERM: a second one must not cut it
@@ -173,6 +176,7 @@ def temporary_prefect_api(timeout: float | None = None) -> Iterator[str | None]:
         try:
             _drain_prefect_services()
             _use_api_url(None)
+            os.environ.pop(TEMPORARY_ENV, None)
             handle.stop(timeout=10)
             atexit.unregister(handle.stop)
             Path(handle.extra["log"]).unlink(missing_ok=True)

@@ -175,6 +175,15 @@ def backtest_task(
 ) -> Backtest:
     bt = backtest_model(fitted, series, cfg)
     tracking.log_backtest(run, bt)
+    # What the evaluated fit trained, as params too: compared and filtered in the runs table.
+    tracking.log_params(
+        run,
+        {
+            "final.epochs": fitted.epochs,
+            "final.steps": fitted.steps,
+            "final.ensemble_size": fitted.ensemble_size,
+        },
+    )
     tracking.log_metrics(
         run,
         {
@@ -325,9 +334,8 @@ def finish_run_task(
     if summary is not None:
         if not cfg.tracking.run_name:  # the trained cell and its score, readable in the UI
             trained = with_overrides(cfg, {"model.cell": summary.cell})
-            start = run.client().get_run(run.run_id).info.start_time / 1000
             tracking.rename_run(
-                run, tracking.run_name_for(trained, start, summary.metrics.get("test/mase"))
+                run, tracking.run_name_for(trained, summary.metrics.get("test/mase"))
             )
         tracking.set_tags(run, {"mlflow.note.content": render_markdown(summary)})
     tracking.end_run(run, status)
@@ -343,8 +351,10 @@ def _prefect_tags() -> dict[str, str]:
     try:
         from prefect.settings import PREFECT_UI_URL
 
+        from flows.prefect_server import TEMPORARY_ENV
+
         ui = PREFECT_UI_URL.value()
-        if ui:
+        if ui and not os.environ.get(TEMPORARY_ENV):  # a link only to a server that stays
             tags["prefect.flow_run_url"] = f"{ui}/runs/flow-run/{fr.id}"
     except Exception:
         pass

@@ -193,7 +193,7 @@ def test_run_page_shows_the_summary_and_backtest_metrics(
     """The parent run reads well: its name has the cell and score, its description the table of
     model vs baselines, its metrics the backtest means."""
     parent, _ = _runs(finished_pipeline)
-    assert re.search(r"-(lstm|gru)-mase\d+\.\d{3}$", parent.info.run_name)
+    assert re.match(r"(lstm|gru)-mase\d+\.\d{3}-", parent.info.run_name)
     browser.get(
         f"{mlflow_ui.url}/#/experiments/{parent.info.experiment_id}/runs/"
         f"{parent.info.run_id}?workflowType=machine_learning"

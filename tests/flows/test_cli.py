@@ -56,6 +56,21 @@ def test_run_from_any_folder_with_the_built_in_defaults(tmp_path) -> None:
         line.startswith("promotion     : ") and "seasonal naive" in line
         for line in out.stdout.splitlines()
     )
+    # The run page compares at a glance: effective values, not None; no link to the temporary
+    # Prefect server, which ended with the command.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("seqlab-airpassengers").experiment_id],
+        filter_string="tags.`mlflow.parentRunId` IS NULL",
+    )
+    params = run.data.params
+    assert params["registry.model_name"] == "seqlab-airpassengers"
+    assert params["tracking.experiment"] == "seqlab-airpassengers"
+    assert params["window.val_size"] == "24" and params["eval.step"] == "12"  # 12 + 2 * 6
+    assert params["eval.season_length"] == "12"
+    assert int(params["final.steps"]) >= 1 and params["final.ensemble_size"] == "5"
+    assert "prefect.flow_run_id" in run.data.tags
+    assert "prefect.flow_run_url" not in run.data.tags
 
 
 def _bad_csv(tmp: Path, case: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -49,7 +50,19 @@ def test_parent_run_nested_trials_metrics_and_artifacts(first_run) -> None:
     assert parent.data.params["model.hidden_size"] == "8"
     # The parent shows what was trained: the tuned cell as param, in config.json and the name.
     assert parent.data.params["model.cell"] == summary.cell == summary.trained_params["model.cell"]
-    assert f"-{summary.cell}-mase" in parent.info.run_name
+    # what differs first, short enough for the runs table's name column
+    assert (
+        parent.info.run_name
+        == f"{summary.cell}-mase{summary.metrics['test/mase']:.3f}-airpassengers"
+    )
+    trials = [
+        r
+        for r in client.search_runs([parent.info.experiment_id])
+        if r.info.run_id != parent.info.run_id
+    ]
+    assert trials and all(
+        re.fullmatch(r"trial-\d{3}-(pruned-)?val\d+\.\d{3}", t.info.run_name) for t in trials
+    ), [t.info.run_name for t in trials]
     config = mlflow.artifacts.load_dict(f"{parent.info.artifact_uri}/config.json")
     assert config["model"]["cell"] == summary.cell and config["model"]["hidden_size"] == 8
     assert "seasonal_naive" in parent.data.tags["mlflow.note.content"]

@@ -32,3 +32,16 @@ def test_lineage_after_manual_promotion() -> None:
         move(4, "1", "5"),
     ]
     assert champion_lineage(moves) == ["1", "5"]
+
+
+def test_text_tables_align_their_columns() -> None:
+    from seqlab.registry.text_table import text_table
+
+    out = text_table(
+        ["w", "cutoff", "score"], [[0, "1957-12-01", "0.7644"], [10, "x", "1.5"]], {0, 2}
+    )
+    lines = out.splitlines()
+    assert lines[0] == "```text" and lines[-1] == "```"
+    assert lines[1] == " w  cutoff       score"
+    assert lines[3] == " 0  1957-12-01  0.7644"  # never "1957-12-010.7644"
+    assert lines[4] == "10  x              1.5"

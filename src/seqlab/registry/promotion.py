@@ -30,6 +30,7 @@ import pandas as pd
 from seqlab.config import PipelineConfig, build_config, with_overrides
 from seqlab.data.series import SeriesData
 from seqlab.evaluation import BASELINES, Backtest, score_backtest
+from seqlab.registry.text_table import text_table
 
 if TYPE_CHECKING:
     from seqlab.forecaster import FittedForecaster
@@ -116,17 +117,15 @@ def decision_markdown(d: Decision) -> str:
         f"{'-' if d.baseline is None else f'{d.baseline:.4f}'}"
         + ("." if d.bar == "seasonal_naive" else f"; the gate's bar, {d.bar}: {d.bar_score:.4f}."),
         "",
-        "| window | cutoff | challenger | champion | series compared |",
-        "|---:|---|---:|---:|---|",
     ]
     champ = d.champion_scores or [None] * len(d.windows)
+    rows = []
     for w, c, mine, theirs in zip(d.windows, d.cutoffs, d.challenger_scores, champ):
         compared = d.series.get(str(w))
         shown = "all" if compared is None else f"{len(compared)}: {', '.join(compared[:5])}"
-        lines.append(
-            f"| {w} | {c[:10]} | {mine:.4f} | {'-' if theirs is None else f'{theirs:.4f}'} "
-            f"| {shown} |"
-        )
+        rows.append([w, c[:10], f"{mine:.4f}", "-" if theirs is None else f"{theirs:.4f}", shown])
+    header = ["window", "cutoff", "challenger", "champion", "series compared"]
+    lines.append(text_table(header, rows, {0, 2, 3}))
     left = [(w, sid, why) for w, out in d.left_out.items() for sid, why in out.items()]
     if left:
         lines += ["", "Left out of the comparison:", ""]

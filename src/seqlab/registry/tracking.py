@@ -120,14 +120,15 @@ def git_commit(cwd: str | Path = ".") -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run_name_for(cfg: PipelineConfig, when: float | None = None, score: float | None = None) -> str:
-    """``2026-11-27-153000-airpassengers-gru-mase0.61``: date, dataset, the trained cell and its
-    mean backtest MASE once known, sortable in the UI. While tuning, the cell is ``tuning``."""
+def run_name_for(cfg: PipelineConfig, score: float | None = None) -> str:
+    """``gru-mase0.612-airpassengers``: what differs between runs first (the trained cell and
+    its mean backtest MASE), then the dataset, short enough for the runs table's name column
+    (its Created column has the time). While tuning: ``tuning-airpassengers``."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(when or time.time()))
-    name = f"{stamp}-{cfg.dataset_name}-{cfg.model.cell if score is not None else 'tuning'}"
-    return name if score is None else f"{name}-mase{score:.3f}"
+    if score is None:
+        return f"tuning-{cfg.dataset_name}"
+    return f"{cfg.model.cell}-mase{score:.3f}-{cfg.dataset_name}"
 
 
 OWNER_TAG = "seqlab.owner"
@@ -260,6 +261,7 @@ class MlflowTrialRun:
     client: MlflowClient
     run_id: str
     logger: _EpochLogger
+    name: str = "trial"
 
     def callback(self) -> Callback:
         return self.logger
@@ -268,7 +270,9 @@ class MlflowTrialRun:
         self.logger.flush()
         now = int(time.time() * 1000)
         tags = [RunTag("optuna.trial_state", state)]
-        if reason:
+        if reason and state == "COMPLETE":  # a trial stopped at the deadline, its best kept
+            tags.append(RunTag("seqlab.cut_at_deadline", "true"))
+        elif reason:
             tags.append(RunTag("seqlab.fail_reason", reason[:5000]))
         self.client.log_batch(
             self.run_id,
@@ -278,6 +282,14 @@ class MlflowTrialRun:
         status = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}.get(
             state, "FAILED"
         )
+        # The runs table shows FINISHED for a pruned trial too: the name says what it was.
+        score = metrics.get("val/best_mase")
+        outcome = {"COMPLETE": "", "PRUNED": "pruned-", "KILLED": "killed-"}.get(state, "failed-")
+        if state == "COMPLETE" and reason:
+            outcome = "cut-"  # stopped at the time budget with its best so far
+        shown = f"val{score:.3f}" if score is not None and score == score else ""
+        name = f"{self.name}-{outcome}{shown}".rstrip("-")
+        self.client.update_run(self.run_id, status=status, name=name)
         self.client.set_terminated(self.run_id, status)
 
 
@@ -322,7 +334,8 @@ class MlflowTrialTracking:
             },
         )
         client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        return MlflowTrialRun(client, run.info.run_id, _EpochLogger(client, run.info.run_id))
+        logger = _EpochLogger(client, run.info.run_id)
+        return MlflowTrialRun(client, run.info.run_id, logger, f"trial-{trial.number:03d}")
 
 
 def child_runs(ref: RunRef) -> list[Any]:
@@ -367,11 +380,30 @@ def start_pipeline_run(
         cfg, {"seqlab.data_digest": series.digest, "seqlab.freq": series.freq, **(tags or {})}
     )
     searched = set(cfg.tune.search_space) if cfg.tune.n_trials else set()
-    log_params(ref, {k: v for k, v in flatten(cfg).items() if k not in searched})
+    flat = {**flatten(cfg), **effective_params(cfg, series.freq, ref.tracking_uri)}
+    log_params(ref, {k: v for k, v in flat.items() if k not in searched})
     log_dataset(
         ref, series.frame, str(resolve_source(cfg.data.source)), series.digest, cfg.dataset_name
     )
     return ref
+
+
+def effective_params(cfg: PipelineConfig, freq: str, tracking_uri: str) -> dict[str, str]:
+    """The values seqlab derives for settings left unset (``None`` in the config), as the run
+    used them: compared in the UI, not ``None``."""
+    from seqlab.training.recipe import season_for
+
+    derived = {
+        "registry.model_name": cfg.model_name,
+        "tracking.experiment": cfg.experiment_name,
+        "tracking.tracking_uri": tracking_uri,
+        "tune.study_name": cfg.study_name,
+        "window.val_size": cfg.val_size,
+        "eval.step": cfg.backtest_step,
+        "eval.season_length": season_for(cfg, freq),
+        "data.freq": freq,
+    }
+    return {k: str(v) for k, v in derived.items()}
 
 
 def record_trained_config(ref: RunRef, trained: PipelineConfig, searched: list[str]) -> None:

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqlab.errors import RegistryError  # noqa: F401 (raised here, re-exported)
+from seqlab.registry.text_table import text_table
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 AUDIT_PREFIX = "seqlab.audit."
@@ -149,21 +150,29 @@ def move_alias(
 
 
 def audit_markdown(moves: list[AliasMove], last: int = 30) -> str:
-    """The alias history as a Markdown table, newest first (the registered model's description)."""
-    lines = [
-        "Recurrent forecaster trained and promoted by seqlab. Alias history (newest first; the "
-        "full trail is in the `seqlab.audit.*` tags):",
-        "",
-        "| # | time (UTC) | alias | from | to | mode | reason |",
-        "|---:|---|---|---:|---:|---|---|",
+    """The alias history as a text table, newest first (the registered model's description)."""
+    rows = [
+        [
+            m.seq,
+            m.time,
+            m.alias,
+            m.from_version or "-",
+            m.to_version,
+            m.mode,
+            m.reason.replace("\n", " "),
+        ]
+        for m in list(reversed(moves))[:last]
     ]
-    for m in list(reversed(moves))[:last]:
-        reason = m.reason.replace("|", "/").replace("\n", " ")
-        lines.append(
-            f"| {m.seq} | {m.time} | {m.alias} | {m.from_version or '-'} | "
-            f"{m.to_version} | {m.mode} | {reason} |"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "Recurrent forecaster trained and promoted by seqlab. Alias history (newest first; "
+            "the full trail is in the `seqlab.audit.*` tags):",
+            "",
+            text_table(
+                ["#", "time (UTC)", "alias", "from", "to", "mode", "reason"], rows, {0, 3, 4}
+            ),
+        ]
+    )
 
 
 def record_decision(

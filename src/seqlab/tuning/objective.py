@@ -259,5 +259,5 @@ class Objective:
         trial.set_user_attr("monitor", hist.monitor)
         if hist.gpu_mem_peak_mb is not None:
             trial.set_user_attr("gpu_mem_peak_mb", round(hist.gpu_mem_peak_mb, 1))
-        _close(handle, "COMPLETE", _history_metrics(hist))
+        _close(handle, "COMPLETE", _history_metrics(hist), "cut" if hist.cut else None)
         return hist.best_score
