@@ -11,8 +11,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 # A loaded 2-core machine can take longer than Prefect's 20 s to start its temporary server.
-# `seqlab run`/`forecast` default to 120 s themselves; this covers the test harness and flows run
-# directly (`python flows/training.py`), which use Prefect's own start-up.
+# seqlab's commands and `python flows/*.py` default to 120 s themselves; this covers the test
+# harness, which uses Prefect's own start-up.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: run test test-fast test-components test-flows test-stats lint e2e install install-dev ui serve clean bench

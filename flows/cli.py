@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from flows.cli_support import (
+    EXIT_SERVER_ERROR,
     EXIT_TRAINING_ERROR,
     KEY_PARAMS,
     RichProgress,
@@ -439,6 +440,7 @@ def serve(
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
     from flows.deployments import serve_flows
+    from flows.prefect_server import api_healthy, configured_api_url, watch_api
     from seqlab.config import load_config
 
     try:
@@ -460,16 +462,42 @@ def serve(
         fail(str(e))
     from seqlab.redact import move_secrets_to_env
 
-    serve_flows(
-        config,
-        train_cron if interval is None else None,
-        forecast_cron,
-        forecast_args,
-        interval,
-        # Deployment parameters are stored by Prefect: passwords stay in this process's
-        # environment, which the served flow runs inherit.
-        training_overrides=move_secrets_to_env(override or []) or None,
-    )
+    api = configured_api_url()
+    if api and not api_healthy(api):
+        fail(
+            f"no Prefect server answers at {api} (PREFECT_API_URL): start one with `prefect "
+            "server start`, or unset PREFECT_API_URL to serve against a temporary one",
+            EXIT_SERVER_ERROR,
+        )
+    if not api:
+        typer.echo(
+            "note: PREFECT_API_URL is not set: serving against a temporary Prefect server whose "
+            "schedules and history end with this command (`prefect server start` keeps them)",
+            err=True,
+        )
+    # Deployment parameters are stored by Prefect: passwords stay in this process's
+    # environment, which the served flow runs inherit.
+    overrides = move_secrets_to_env(override or []) or None
+    with prefect_server() as url:  # starts nothing when PREFECT_API_URL is set
+        if url is not None:
+
+            def gone() -> None:  # Prefect would retry against nothing, then end in a traceback
+                typer.echo(
+                    f"error: the Prefect server at {url} stopped answering; seqlab serve stops "
+                    "(start the server again, then seqlab serve)",
+                    err=True,
+                )
+                os._exit(EXIT_SERVER_ERROR)
+
+            watch_api(url, gone, interval=float(os.environ.get("SEQLAB_API_WATCH_S", "5")))
+        serve_flows(
+            config,
+            train_cron if interval is None else None,
+            forecast_cron,
+            forecast_args,
+            interval,
+            training_overrides=overrides,
+        )
 
 
 def main() -> None:

@@ -30,20 +30,20 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
 
 
 @contextmanager
-def prefect_server() -> Iterator[None]:
-    """The Prefect API a flow run reports to: ``PREFECT_API_URL`` when set, else a temporary
-    server that ends with this command, also when it is SIGKILLed. It gets
+def prefect_server() -> Iterator[str | None]:
+    """The Prefect API a flow run reports to (yielded): ``PREFECT_API_URL`` when set, else a
+    temporary server that ends with this command, also when it is SIGKILLed. It gets
     ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (default 120 s) to start; if it does not,
     one line says what to do (exit status 4)."""
     from flows.prefect_server import PrefectStartError, temporary_prefect_api
 
     stack = ExitStack()
     try:
-        stack.enter_context(temporary_prefect_api())
+        url = stack.enter_context(temporary_prefect_api())
     except PrefectStartError as e:
         fail(str(e), EXIT_SERVER_ERROR)
     with stack:
-        yield
+        yield url
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

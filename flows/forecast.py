@@ -168,14 +168,16 @@ def forecast_flow(
 if __name__ == "__main__":
     if len(sys.argv) < 4:
         sys.exit("usage: python flows/forecast.py MODEL_NAME INPUT OUTPUT [ALIAS]")
+    from flows.prefect_server import temporary_prefect_api
+
     try:
-        print(
-            forecast_flow(
+        with temporary_prefect_api():  # PREFECT_API_URL's server, else one ending with this
+            result = forecast_flow(
                 sys.argv[1],
                 sys.argv[2],
                 sys.argv[3],
                 sys.argv[4] if len(sys.argv) > 4 else "champion",
             )
-        )
+        print(result)
     except (ConfigError, DataError, registry.RegistryError) as e:
         sys.exit(f"error: {e}")

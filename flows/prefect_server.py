@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +44,37 @@ def startup_timeout() -> float:
     if value <= 0:
         raise PrefectStartError(f"{STARTUP_TIMEOUT_ENV}={raw!r} must be more than 0 seconds")
     return value
+
+
+def api_healthy(api_url: str, timeout: float = 3.0) -> bool:
+    """Whether a Prefect API answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def watch_api(
+    api_url: str, on_gone: Callable[[], None], interval: float = 5.0, misses: int = 3
+) -> threading.Thread:
+    """A daemon thread that calls ``on_gone`` once the API has failed ``misses`` health checks
+    in a row (``seqlab serve`` stops in one line instead of retrying against nothing)."""
+
+    def watch() -> None:
+        missed = 0
+        while missed < misses:
+            time.sleep(interval)
+            missed = 0 if api_healthy(api_url) else missed + 1
+        on_gone()
+
+    thread = threading.Thread(target=watch, name="prefect-api-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def configured_api_url() -> str | None:
+    return _configured_api_url()
 
 
 def _configured_api_url() -> str | None:

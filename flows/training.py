@@ -499,6 +499,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     cfg_path = args[0] if args and "=" not in args[0] else None
     rest = args[1:] if args and "=" not in args[0] else args
+    from flows.prefect_server import temporary_prefect_api
     from flows.report import render_rich
 
-    render_rich(training_pipeline(cfg_path, rest))
+    with temporary_prefect_api():  # PREFECT_API_URL's server, else one that ends with this one
+        summary = training_pipeline(cfg_path, rest)
+    render_rich(summary)

@@ -177,3 +177,64 @@ def test_prefect_yaml_deploys_both_deployments_to_the_process_pool(
     assert forecast["entrypoint"] == "flows/forecast.py:forecast_flow"
     assert forecast["parameters"]["alias"] == "champion"
     assert forecast["global_concurrency_limit"]["limit"] == 1
+
+
+def _seqlab_serve(tmp_path: Path, api: str, *args: str) -> servers.ManagedProcess:
+    return servers.spawn(
+        "seqlab-serve",
+        [sys.executable, "-m", "flows.cli", "serve", *args],
+        cwd=tmp_path,
+        env={
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(tmp_path / "prefect-client"),
+            "SEQLAB_API_WATCH_S": "1",
+            "PYTHONPATH": str(REPO),
+        },
+        log_path=tmp_path / "serve.log",
+    )
+
+
+def test_seqlab_serve_without_its_server_says_so_in_one_line(tmp_path: Path) -> None:
+    api = f"http://127.0.0.1:{servers.free_port()}/api"  # nothing listens there
+    serve = _seqlab_serve(tmp_path, api, "--interval", "3600")
+    try:
+        assert serve.process.wait(timeout=60) == 4
+        lines = [line for line in serve.log_tail().splitlines() if line.strip()]
+        assert lines == [
+            f"error: no Prefect server answers at {api} (PREFECT_API_URL): start one with "
+            "`prefect server start`, or unset PREFECT_API_URL to serve against a temporary one"
+        ], lines
+    finally:
+        serve.stop()
+
+
+def test_seqlab_serve_stops_in_one_line_when_its_server_goes(tmp_path: Path) -> None:
+    from flows.prefect_server import start_temporary_prefect_server
+
+    server = start_temporary_prefect_server()
+    api = server.extra["api_url"]
+    serve = _seqlab_serve(tmp_path, api, "--interval", "3600")
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:  # serving once its deployment exists
+            assert serve.alive(), serve.log_tail()
+            try:
+                _api(api, "/deployments/name/seqlab-training/train-daily")
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"seqlab serve did not create its deployment:\n{serve.log_tail()}")
+        server.stop()
+        code = serve.process.wait(timeout=60)  # not Prefect's minute of retries, a traceback
+        log = serve.log_tail(20_000)
+        assert code == 4, log
+        assert log.rstrip().splitlines()[-1] == (
+            f"error: the Prefect server at {api} stopped answering; seqlab serve stops (start "
+            "the server again, then seqlab serve)"
+        )
+        assert "Traceback" not in log
+    finally:
+        serve.stop()
+        server.stop()
+    assert not serve.leftovers() and not server.leftovers()

@@ -73,10 +73,16 @@ def home(tmp_path):
             pass
 
 
-def seqlab(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+REPO = Path(__file__).resolve().parents[2]
+
+
+def seqlab(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, entry: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``seqlab ARGS`` (or ``python ENTRY ARGS``) in a session of its own."""
     log = open(tmp / f"seqlab-{time.monotonic_ns()}.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, *(entry or ("-m", "flows.cli")), *args],
         cwd=tmp,
         env={**cli_env(tmp), **(env or {})},
         stdout=log,
@@ -116,8 +122,13 @@ def wait_gone(pids, timeout: float = 60) -> set[int]:
     return left
 
 
-def test_sigkill_of_the_run_alone_leaves_no_server(tmp_path, home) -> None:
-    proc = seqlab(tmp_path, "run", *tiny_overrides(tmp_path, **WAITING))
+@pytest.mark.parametrize("entry", ["seqlab run", "python flows/training.py"])
+def test_sigkill_of_the_run_alone_leaves_no_server(tmp_path, home, entry) -> None:
+    if entry == "seqlab run":
+        proc = seqlab(tmp_path, "run", *tiny_overrides(tmp_path, **WAITING))
+    else:  # the flow file run directly starts the same guarded server
+        script = (str(REPO / "flows" / "training.py"),)
+        proc = seqlab(tmp_path, *tiny_overrides(tmp_path, **WAITING), entry=script)
     servers = wait_for_server(proc, home)
     os.kill(proc.pid, signal.SIGKILL)  # the command's process only, not its group
     assert proc.wait(30) == -signal.SIGKILL
