@@ -44,6 +44,7 @@ from seqlab.pipeline import (  # noqa: E402
     ingest,
     learn_steps,
     refit,
+    season_for,
     validate_data,
 )
 from seqlab.registry import promotion, serving, tracking  # noqa: E402
@@ -144,6 +145,8 @@ def record_config_task(
         held = []
     if held:
         tracking.log_params(run, {"tune.val_windows": min(held), "tune.val_windows_max": max(held)})
+    season = season_for(trained, series.freq)  # window.residual=auto, as the fits resolved it
+    tracking.log_params(run, {"window.residual_effective": trained.residual_for(season)})
     tags = {"seqlab.study": tuning.study, "seqlab.cell": trained.model.cell}
     if tuning.warm_started_from:
         tags["seqlab.warm_started_from"] = tuning.warm_started_from

@@ -260,3 +260,19 @@ def test_relative_data_paths_in_a_config_resolve_against_its_folder(tmp_path, mo
     assert load_config(project / "conf" / "url.yaml").data.source == "s3://bucket/x.csv"
     over = load_config(project / "conf" / "run.yaml", ["data.source=here.csv"])
     assert over.data.source == "here.csv"
+
+
+@pytest.mark.parametrize(
+    ("residual", "input_size", "season", "used"),
+    [
+        ("auto", 24, 12, "seasonal_naive"),
+        ("auto", 12, 12, "seasonal_naive"),
+        ("auto", 13, 52, "none"),  # the input window holds no season
+        ("auto", 24, 1, "none"),  # no season: seasonal naive is naive, which local_norm has
+        ("none", 24, 12, "none"),
+        ("seasonal_naive", 13, 52, "seasonal_naive"),  # as set (prepare refuses it, one line)
+    ],
+)
+def test_residual_auto_resolves_against_the_season(residual, input_size, season, used) -> None:
+    cfg = load_config(None, [f"window.residual={residual}", f"window.input_size={input_size}"])
+    assert cfg.residual_for(season) == used

@@ -50,7 +50,7 @@ def driven_config(tmp: Path, **overrides: object):
             "freq": "D",
             "covariates": ["driver", "noise"],
         },
-        "window": {"input_size": 8, "horizon": 1, "scaler": "standard"},
+        "window": {"input_size": 8, "horizon": 1, "scaler": "standard", "residual": "none"},
         "model": {"cell": "gru", "hidden_size": 16, "ensemble_size": 1},  # one smooth network
         "train": {
             "max_epochs": 30,

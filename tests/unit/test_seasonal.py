@@ -137,6 +137,7 @@ def test_forecasts_get_the_indices_of_their_own_dates_back(tiny_config) -> None:
             "window.deseasonalize": "multiplicative",
             "data.freq": "QS",
             "window.scaler": "none",
+            "window.residual": "none",
         }
     )
     series = quarterly()

@@ -40,7 +40,8 @@ def test_starter_config_loads_with_the_shipped_defaults(tmp_path) -> None:
     path = tmp_path / "seqlab.yaml"
     path.write_text(text)
     cfg = load_config(path)
-    assert cfg.data.source == "sales.csv" and cfg.data.series_id == "store"
+    # a relative source names a file beside the config
+    assert cfg.data.source == str(tmp_path / "sales.csv") and cfg.data.series_id == "store"
     assert cfg.window.horizon == 14 and cfg.eval.season_length == 7
     assert cfg.window.transform == "none"  # not AirPassengers' log: base.yaml only
     assert "model.cell" in cfg.tune.search_space

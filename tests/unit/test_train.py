@@ -35,6 +35,7 @@ def tiny_cfg(**over: object) -> PipelineConfig:
         "train.patience": None,
         "train.lr": 0.01,
         "train.device": "cpu",
+        "window.residual": "none",  # the network alone learns here (residual: its own tests)
     }
     base.update(over)
     return with_overrides(PipelineConfig(), base)

@@ -241,7 +241,14 @@ def _positions_cfg(**window: object):
     no local norm) so every target reads back as its position + 1."""
     from seqlab.config import PipelineConfig
 
-    w = {"input_size": 10, "horizon": 6, "scaler": "none", "local_norm": "none", **window}
+    w = {
+        "input_size": 10,
+        "horizon": 6,
+        "scaler": "none",
+        "local_norm": "none",
+        "residual": "none",
+        **window,
+    }
     return PipelineConfig.model_validate(
         {
             "data": {"source": "x", "time_column": "ds", "target": "y", "series_id": "store"},

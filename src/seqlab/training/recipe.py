@@ -31,6 +31,7 @@ def prepare_fit(
     """The windows and feature spec of one fit of ``cfg`` holding out the last ``holdout``
     (validation windows as :func:`~seqlab.features.windows.prepare` takes them)."""
     w = cfg.window
+    season = season_for(cfg, series.freq)
     return prepare(
         series,
         w.input_size,
@@ -41,8 +42,8 @@ def prepare_fit(
         w.scaler,
         w.transform,
         w.local_norm,
-        season_for(cfg, series.freq),
-        w.residual,
+        season,
+        cfg.residual_for(season),
         w.pad,
         w.deseasonalize,
         w.calendar,
