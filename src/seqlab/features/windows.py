@@ -29,6 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data.series import SeriesData
 from seqlab.features.seasonal import Kind, Seasonality, fit_seasonality
+from seqlab.features.static import fit_static, with_static
 
 if TYPE_CHECKING:
     from seqlab.features.spec import FeatureSpec
@@ -212,6 +213,7 @@ def model_inputs(
     series: np.ndarray,
     *,
     future_features: list[int],
+    static: np.ndarray | None = None,
     series_index: bool,
     local_norm: str,
     horizon: int,
@@ -219,10 +221,13 @@ def model_inputs(
     season: int,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Scaled windows (N, L, F) as the network takes them, for training and forecasting alike:
-    relative to their baseline (:func:`normalise_windows`), followed by the horizon's
+    relative to their baseline (:func:`normalise_windows`), with the encoded ``static``
+    covariates of each window's series ((S, K), on every input step), followed by the horizon's
     known-future rows ``future`` (N, H, len(future_features)), with a last column of each
     window's ``series`` index when ``series_index``. Returns inputs, targets and the baseline."""
     x, y, base = normalise_windows(x, y, local_norm, horizon, residual, season)
+    if static is not None and static.shape[1]:
+        x = with_static(x, static, series)
     x = append_future(x, future, future_features)
     if series_index:
         x = with_series_index(x, series)
@@ -346,6 +351,7 @@ class PreparedData:
     series_index = property(lambda self: self.spec.series_index)
     future_features = property(lambda self: self.spec.future_features)
     n_calendar = property(lambda self: self.spec.n_calendar)
+    n_static = property(lambda self: self.spec.n_static)
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
         """Network outputs on ``x_val`` (N_val, H) in the data's units: the one decoder."""
@@ -479,6 +485,7 @@ def prepare(
         season=season,
         pad=pad,
         series_index=series_index,
+        static=None if data.static is None else fit_static(data.static, sids),
     )
     lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
@@ -517,7 +524,7 @@ def prepare(
             )
             va_phase.append((starts - lead)[:, None] + np.arange(horizon)[None, :])
 
-    f = spec.n_features
+    f = spec.n_features - spec.n_static  # the encoded features; model_inputs adds the static
 
     def cat(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         if not parts:
