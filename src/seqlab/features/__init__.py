@@ -3,7 +3,8 @@ and the versioned feature spec that training windows and forecasts encode throug
 
 - :mod:`~seqlab.features.calendar`: calendar features by frequency; inputs known ahead
 - :mod:`~seqlab.features.seasonal`: classical seasonal indices per series
-- :mod:`~seqlab.features.windows`: split, scalers, windows, decoding -> ``PreparedData``
+- :mod:`~seqlab.features.scaling`: per-series scalers fitted on the past, the MASE scale
+- :mod:`~seqlab.features.windows`: split, windows, decoding -> ``PreparedData``
 - :mod:`~seqlab.features.static`: static covariates' encoding (one-hot, standardised)
 - :mod:`~seqlab.features.spec`: ``FeatureSpec``, everything fitted about a model's features
 """
