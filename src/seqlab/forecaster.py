@@ -305,10 +305,12 @@ class FittedForecaster:
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Forecast a history in the user's columns (what the served model takes): checked
-        against the model first, one-line :class:`DataError` for what does not fit."""
+        against the model first, one-line :class:`DataError` for what does not fit (static
+        covariates are optional: those the frame holds must be the values trained on)."""
         if not isinstance(frame, pd.DataFrame):
             raise DataError("forecast input must be a DataFrame in long format")
-        dcfg = self.columns.data_config()
+        held = [c for c in self.spec.static_columns if c in frame]
+        dcfg = self.columns.data_config().model_copy(update={"static_covariates": held})
         past, ahead = split_future(frame, dcfg)
         series = validate(past, dcfg, min_length=None, source="history")
         future = None

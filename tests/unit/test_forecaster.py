@@ -53,10 +53,27 @@ def config(tmp_path, **extra: object):
     return with_overrides(cfg, dict(extra)) if extra else cfg
 
 
-COMBINATIONS = list(itertools.product([False, True], repeat=5))
+COMBINATIONS = [(*c, False) for c in itertools.product([False, True], repeat=5)]
+# Static covariates on, with the calendar, seasonal indices, known-future inputs, an embedding.
+WITH_STATIC = (True, True, True, True, False, True)
+STATIC = {"s0": ("outlet", 10.0), "s1": ("mall", 40.0), "s2": ("outlet", 25.0)}
 
 
-def combination(tmp_path, calendar: bool, deseason: str, future: bool, embedding: bool, pad: bool):
+def with_static(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each store's type (text) and size (numeric) on every row."""
+    kinds = frame["store"].map({k: v[0] for k, v in STATIC.items()})
+    return frame.assign(kind=kinds, size=frame["store"].map({k: v[1] for k, v in STATIC.items()}))
+
+
+def combination(
+    tmp_path,
+    calendar: bool,
+    deseason: str,
+    future: bool,
+    embedding: bool,
+    pad: bool,
+    static: bool = False,
+):
     """The three-series data and a tiny config with these feature settings."""
     frame = frame_with_everything()
     if not future:
@@ -69,19 +86,22 @@ def combination(tmp_path, calendar: bool, deseason: str, future: bool, embedding
             "data.future_covariates": ["promo"] if future else [],
             "model.series_embedding": 2 if embedding else 0,
             "window.pad": pad,
+            "data.static_covariates": ["kind", "size"] if static else [],
         },
     )
-    return validate(frame, cfg.data), cfg
+    return validate(with_static(frame) if static else frame, cfg.data), cfg
 
 
-@pytest.mark.parametrize("calendar, deseason, future, embedding, pad", COMBINATIONS)
+@pytest.mark.parametrize(
+    "calendar, deseason, future, embedding, pad, static", [*COMBINATIONS, WITH_STATIC]
+)
 def test_training_windows_and_forecast_inputs_are_one_featurisation(
-    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool
+    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool, static: bool
 ) -> None:
     """The validation window ending at a cutoff, built for training, equals the forecast input
     at that cutoff, built for serving, and both decode the same outputs to the same values."""
     series, cfg = combination(
-        tmp_path, calendar, "additive" if deseason else "none", future, embedding, pad
+        tmp_path, calendar, "additive" if deseason else "none", future, embedding, pad, static
     )
     h = cfg.window.horizon
     prepared = prepare_fit(series, cfg, holdout=h, val_size=h)  # one window per series
@@ -95,15 +115,17 @@ def test_training_windows_and_forecast_inputs_are_one_featurisation(
     )
 
 
-@pytest.mark.parametrize("calendar, deseason, future, embedding, pad", COMBINATIONS[::5])
+@pytest.mark.parametrize(
+    "calendar, deseason, future, embedding, pad, static", [*COMBINATIONS[::5], WITH_STATIC]
+)
 def test_backtest_forecasts_equal_the_saved_models_forecasts_of_the_users_frame(
-    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool
+    tmp_path, calendar: bool, deseason: bool, future: bool, embedding: bool, pad: bool, static: bool
 ) -> None:
     """Train/serve parity: each backtest forecast is what the evaluated model, saved, loaded and
     given the user's own frame cut at that cutoff (plus the horizon's known-future rows, with an
-    empty target), forecasts."""
+    empty target; with static covariates, their trained values on every row), forecasts."""
     series, cfg = combination(
-        tmp_path, calendar, "multiplicative" if deseason else "none", future, embedding, pad
+        tmp_path, calendar, "multiplicative" if deseason else "none", future, embedding, pad, static
     )
     fitted = refit(series, cfg, epochs=1, holdout=cfg.test_size)
     bt = backtest_model(fitted, series, cfg)
@@ -117,6 +139,8 @@ def test_backtest_forecasts_equal_the_saved_models_forecasts_of_the_users_frame(
             cutoff = ahead["store"].map(user.groupby("store")["ds"].max())
             ahead = ahead[ahead["ds"] > cutoff].groupby("store").head(h).assign(y=np.nan)
             user = pd.concat([user, ahead], ignore_index=True)
+        if static:
+            user = with_static(user)
         served = loaded.predict_frame(user).set_index(["unique_id", "ds"])
         got = served.loc[list(zip(rows["unique_id"], rows["ds"])), "forecast"].to_numpy()
         np.testing.assert_allclose(got, rows["model"].to_numpy(), rtol=1e-6)

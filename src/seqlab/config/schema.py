@@ -31,6 +31,12 @@ class DataConfig(_Section):
     """Numeric columns known in advance (a calendar of promotions, holidays, a weather forecast):
     fed as inputs over the input window and for the forecast horizon. Forecasting needs their
     values for the ``horizon`` steps after each series' history: rows with an empty target."""
+    static_covariates: list[str] = Field(default_factory=list)
+    """Columns that describe a series and do not change over time (a store's type, region,
+    size), constant within each series of a global model (``series_id``): fed to the network
+    with every input step so it can tell series apart by what they are. Text columns are
+    one-hot encoded over their levels, numeric ones standardised over the series; forecasts
+    use the values trained on (a history may omit these columns)."""
     freq: str | None = None
     """Pandas offset alias (``MS``, ``D``, ``h``...). Inferred when unset."""
     fill: Literal["error", "ffill", "interpolate", "zero"] = "error"
@@ -50,6 +56,25 @@ class DataConfig(_Section):
             raise ValueError(
                 f"{', '.join(both)} listed in both data.covariates and data.future_covariates: "
                 "keep each column in one (future_covariates if its future values are known)"
+            )
+        roles = {
+            "data.covariates": self.covariates,
+            "data.future_covariates": self.future_covariates,
+            "data.target": [self.target],
+            "data.time_column": [self.time_column],
+            "data.series_id": [self.series_id] if self.series_id else [],
+        }
+        for key, cols in roles.items():
+            clash = [c for c in self.static_covariates if c in cols]
+            if clash:
+                raise ValueError(
+                    f"{', '.join(clash)} listed in both data.static_covariates and {key}: "
+                    "give each column one role"
+                )
+        if self.static_covariates and not self.series_id:
+            raise ValueError(
+                "data.static_covariates needs data.series_id: they tell the series of a global "
+                "model apart"
             )
         return self
 

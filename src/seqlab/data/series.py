@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from seqlab.config import DataConfig
+from seqlab.data.static import static_table
 from seqlab.errors import DataError  # noqa: F401 (raised here, re-exported)
 
 log = logging.getLogger("seqlab.data")
@@ -44,6 +45,9 @@ class SeriesData:
     filled: frozenset[tuple[str, pd.Timestamp]] = frozenset()
     """``(unique_id, ds)`` of the target points that were not observed but filled
     (``data.fill``, ``data.nan_policy``): model inputs, never actuals to score."""
+    static: pd.DataFrame | None = None
+    """``data.static_covariates``: one row per series (index ``unique_id``), one column per
+    attribute (float64, or text); ``None`` without them (:mod:`seqlab.data.static`)."""
 
     @property
     def series_ids(self) -> list[str]:
@@ -133,6 +137,7 @@ def _check_columns(df: pd.DataFrame, cfg: DataConfig) -> None:
         roles.append(("data.series_id", cfg.series_id))
     roles += [("data.covariates", c) for c in cfg.covariates]
     roles += [("data.future_covariates", c) for c in cfg.future_covariates]
+    roles += [("data.static_covariates", c) for c in cfg.static_covariates]
     for key, col in roles:
         if col not in cols:
             raise DataError(
@@ -330,14 +335,20 @@ def _clean_nonfinite(frame: pd.DataFrame, cfg: DataConfig, value_cols: list[str]
     return out
 
 
-def digest_frame(frame: pd.DataFrame, filled: np.ndarray | None = None) -> str:
+def digest_frame(
+    frame: pd.DataFrame, filled: np.ndarray | None = None, static: pd.DataFrame | None = None
+) -> str:
     """A stable content digest of the canonical frame (sha256, hex); ``filled`` (a boolean per
-    row: the target was filled) counts when any point was filled."""
+    row: the target was filled) counts when any point was filled, ``static`` (the per-series
+    table of static covariates) when there is one."""
     h = hashlib.sha256()
     h.update(",".join(frame.columns).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     if filled is not None and filled.any():
         h.update(b"filled:" + np.packbits(np.asarray(filled, dtype=bool)).tobytes())
+    if static is not None:
+        h.update(("static:" + ",".join(static.columns)).encode())
+        h.update(pd.util.hash_pandas_object(static, index=True).to_numpy().tobytes())
     return h.hexdigest()
 
 
@@ -358,6 +369,9 @@ def validate(
     )
     for c in covs:
         frame[c] = _to_numeric(df, c, "covariate")
+    static = None
+    if cfg.static_covariates:
+        static = static_table(frame["unique_id"], df, list(cfg.static_covariates))
     dup = frame.duplicated(["unique_id", "ds"])
     if dup.any():
         r = frame[dup].iloc[0]
@@ -416,12 +430,13 @@ def validate(
         frame=frame,
         freq=freq,
         covariates=tuple(covs),
-        digest=digest_frame(frame, filled),
+        digest=digest_frame(frame, filled, static),
         source=source,
         future=tuple(cfg.future_covariates),
         filled=frozenset(
             zip(frame["unique_id"].to_numpy()[filled], pd.DatetimeIndex(frame["ds"])[filled])
         ),
+        static=static,
     )
 
 

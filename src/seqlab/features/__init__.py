@@ -3,7 +3,9 @@ and the versioned feature spec that training windows and forecasts encode throug
 
 - :mod:`~seqlab.features.calendar`: calendar features by frequency; inputs known ahead
 - :mod:`~seqlab.features.seasonal`: classical seasonal indices per series
-- :mod:`~seqlab.features.windows`: split, scalers, windows, decoding -> ``PreparedData``
+- :mod:`~seqlab.features.scaling`: per-series scalers fitted on the past, the MASE scale
+- :mod:`~seqlab.features.windows`: split, windows, decoding -> ``PreparedData``
+- :mod:`~seqlab.features.static`: static covariates' encoding (one-hot, standardised)
 - :mod:`~seqlab.features.spec`: ``FeatureSpec``, everything fitted about a model's features
 """
 
@@ -30,6 +32,13 @@ from seqlab.features.spec import (
     horizon_dates,
     known_future,
     raw_features,
+)
+from seqlab.features.static import (
+    StaticColumn,
+    StaticEncoding,
+    check_static,
+    fit_static,
+    with_static,
 )
 from seqlab.features.windows import (
     PreparedData,
@@ -59,6 +68,8 @@ __all__ = [
     "SPEC_VERSION",
     "Scaler",
     "Seasonality",
+    "StaticColumn",
+    "StaticEncoding",
     "acf",
     "append_future",
     "apply_transform",
@@ -66,10 +77,12 @@ __all__ = [
     "calendar_cycles",
     "calendar_features",
     "calendar_names",
+    "check_static",
     "centred_moving_average",
     "decode_forecasts",
     "fit_scaler",
     "fit_seasonality",
+    "fit_static",
     "future_feature_indices",
     "future_rows",
     "horizon_dates",
@@ -87,4 +100,5 @@ __all__ = [
     "steps_between",
     "target_windows",
     "with_series_index",
+    "with_static",
 ]

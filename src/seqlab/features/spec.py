@@ -2,7 +2,8 @@
 
 One typed object holds every fitted piece of the featurisation (the target transform, the
 seasonal indices and the scaler fitted on the training part, the calendar and known-future
-features, the window normalisation, padding and residual) and the two operations built on them:
+features, the encoded static covariates, the window normalisation, padding and residual) and the
+two operations built on them:
 :meth:`FeatureSpec.encode` (raw rows of one series -> scaled features) and
 :meth:`FeatureSpec.decode` (network outputs -> the data's units). Training windows
 (:func:`seqlab.features.windows.prepare`) and forecasts (:meth:`FeatureSpec.forecast_inputs`) both
@@ -21,9 +22,11 @@ import pandas as pd
 from seqlab.data.series import DataError, SeriesData
 from seqlab.features.calendar import calendar_features, future_feature_indices
 from seqlab.features.seasonal import Seasonality
+from seqlab.features.static import StaticEncoding, check_static
 from seqlab.features.windows import Scaler, apply_transform, decode_forecasts, model_inputs
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+"""2: static covariates (``static``); version 1 specs (none) still read."""
 
 
 def raw_features(
@@ -73,10 +76,22 @@ class FeatureSpec:
     season: int
     pad: bool
     series_index: bool
+    static: StaticEncoding | None = None
+    """The static covariates' encoding, fitted on the training series (none: ``None``)."""
+
+    @property
+    def static_columns(self) -> list[str]:
+        """The user's static covariates (``data.static_covariates``) it reads."""
+        return [c.name for c in self.static.columns] if self.static is not None else []
+
+    @property
+    def n_static(self) -> int:
+        return self.static.width if self.static is not None else 0
 
     @property
     def n_features(self) -> int:
-        return 1 + len(self.covariates) + self.n_calendar
+        """Input features per step: target, covariates, calendar, encoded static covariates."""
+        return 1 + len(self.covariates) + self.n_calendar + self.n_static
 
     @property
     def future_features(self) -> list[int]:
@@ -117,6 +132,7 @@ class FeatureSpec:
             future,
             series,
             future_features=self.future_features,
+            static=self.static.matrix if self.static is not None else None,
             series_index=self.series_index,
             local_norm=self.local_norm,
             horizon=self.horizon,
@@ -144,7 +160,9 @@ class FeatureSpec:
         """The inputs for the next ``horizon`` steps after each series of ``history`` (canonical,
         validated). ``future``: a canonical frame holding the known-future covariates' values
         over the horizon (other rows are ignored). One-line :class:`DataError` for a series the
-        model does not know, a history shorter than it reads, or missing known-future rows."""
+        model does not know, a history shorter than it reads, missing known-future rows, or a
+        static covariate ``history`` holds with another value than the one trained on (the
+        trained values are the inputs: a history need not hold them)."""
         L, H = self.input_size, self.horizon
         fidx = self.future_features
         future_of: dict[str, pd.DataFrame] = {}
@@ -185,6 +203,8 @@ class FeatureSpec:
             lasts.append(last)
         if not xs:
             raise DataError("the history holds no series to forecast")
+        if self.static is not None and history.static is not None:
+            check_static(self.static, history.static, sids, idxs)
         index = np.asarray(idxs, dtype=np.int64)
         x, _, base = self.network_inputs(
             np.stack(xs).astype(np.float32),
@@ -222,11 +242,12 @@ class FeatureSpec:
             "season": self.season,
             "pad": self.pad,
             "series_index": self.series_index,
+            "static": None if self.static is None else self.static.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
-        if d.get("version") != SPEC_VERSION:
+        if d.get("version") not in (1, SPEC_VERSION):
             raise ValueError(
                 f"feature spec version {d.get('version')!r} is not the one this seqlab reads "
                 f"({SPEC_VERSION})"
@@ -248,6 +269,7 @@ class FeatureSpec:
             season=int(d["season"]),
             pad=bool(d["pad"]),
             series_index=bool(d["series_index"]),
+            static=StaticEncoding.from_dict(d["static"]) if d.get("static") else None,
         )
 
 

@@ -22,85 +22,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seqlab.data.series import SeriesData
+from seqlab.features.scaling import Scaler, fit_scaler, seasonal_mae
 from seqlab.features.seasonal import Kind, Seasonality, fit_seasonality
+from seqlab.features.static import fit_static, with_static
 
 if TYPE_CHECKING:
     from seqlab.features.spec import FeatureSpec
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """Per-series, per-feature affine scaling: ``(x - loc) / scale``. Feature 0 is the target."""
-
-    kind: Literal["standard", "minmax", "mase", "none"]
-    series_ids: tuple[str, ...]
-    loc: np.ndarray  # (S, F)
-    scale: np.ndarray  # (S, F)
-
-    def index_of(self, series_id: str) -> int:
-        try:
-            return self.series_ids.index(series_id)
-        except ValueError:
-            raise KeyError(series_id) from None
-
-    def transform(self, values: np.ndarray, series_index: int) -> np.ndarray:
-        return (values - self.loc[series_index]) / self.scale[series_index]
-
-    def inverse_target(self, values: np.ndarray, series_index: int | np.ndarray) -> np.ndarray:
-        loc = self.loc[series_index, 0]
-        scale = self.scale[series_index, 0]
-        if np.ndim(series_index):
-            loc, scale = loc[:, None], scale[:, None]
-        return values * scale + loc
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "series_ids": list(self.series_ids),
-            "loc": self.loc.tolist(),
-            "scale": self.scale.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Scaler:
-        return cls(
-            kind=d["kind"],
-            series_ids=tuple(d["series_ids"]),
-            loc=np.asarray(d["loc"], dtype="float64"),
-            scale=np.asarray(d["scale"], dtype="float64"),
-        )
-
-
-def fit_scaler(
-    train_parts: list[np.ndarray], series_ids: list[str], kind: str = "standard", season: int = 1
-) -> Scaler:
-    """Fit one scaler per series on its training part only; ``train_parts[i]`` is (T_i, F).
-
-    ``mase``: like ``standard``, but the target is divided by its in-sample seasonal-naive MAE
-    (MASE's denominator), so a loss on scaled errors weighs series as MASE does (N-BEATS trained
-    on the MASE itself); its standard deviation where that MAE is undefined."""
-    locs, scales = [], []
-    for part in train_parts:
-        if kind in ("standard", "mase"):
-            loc, scale = part.mean(axis=0), part.std(axis=0)
-            if kind == "mase":
-                naive = seasonal_mae(part[:, 0], season)
-                scale[0] = naive if np.isfinite(naive) else scale[0]
-        elif kind == "minmax":
-            loc, scale = part.min(axis=0), part.max(axis=0) - part.min(axis=0)
-        else:
-            loc, scale = np.zeros(part.shape[1]), np.ones(part.shape[1])
-        # A constant feature would divide by zero: leave it unscaled around its level.
-        scale = np.where(scale > 1e-12, scale, 1.0)
-        locs.append(loc)
-        scales.append(scale)
-    return Scaler(kind, tuple(series_ids), np.stack(locs), np.stack(scales))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- where the parts are
@@ -212,6 +145,7 @@ def model_inputs(
     series: np.ndarray,
     *,
     future_features: list[int],
+    static: np.ndarray | None = None,
     series_index: bool,
     local_norm: str,
     horizon: int,
@@ -219,10 +153,13 @@ def model_inputs(
     season: int,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Scaled windows (N, L, F) as the network takes them, for training and forecasting alike:
-    relative to their baseline (:func:`normalise_windows`), followed by the horizon's
+    relative to their baseline (:func:`normalise_windows`), with the encoded ``static``
+    covariates of each window's series ((S, K), on every input step), followed by the horizon's
     known-future rows ``future`` (N, H, len(future_features)), with a last column of each
     window's ``series`` index when ``series_index``. Returns inputs, targets and the baseline."""
     x, y, base = normalise_windows(x, y, local_norm, horizon, residual, season)
+    if static is not None and static.shape[1]:
+        x = with_static(x, static, series)
     x = append_future(x, future, future_features)
     if series_index:
         x = with_series_index(x, series)
@@ -294,15 +231,6 @@ def decode_forecasts(
     return invert_transform(levels, transform)
 
 
-def seasonal_mae(train: np.ndarray, season: int) -> float:
-    """In-sample seasonal-naive MAE (MASE's denominator); lag 1 when the part is too short."""
-    m = season if len(train) > season else 1
-    if len(train) <= m:
-        return float("nan")
-    scale = float(np.mean(np.abs(train[m:] - train[:-m])))
-    return scale if scale > 0 else float("nan")
-
-
 @dataclass
 class PreparedData:
     """The windows of one fit, as float32 arrays, its :class:`~seqlab.features.spec.FeatureSpec`,
@@ -346,6 +274,7 @@ class PreparedData:
     series_index = property(lambda self: self.spec.series_index)
     future_features = property(lambda self: self.spec.future_features)
     n_calendar = property(lambda self: self.spec.n_calendar)
+    n_static = property(lambda self: self.spec.n_static)
 
     def decode_val(self, scaled: np.ndarray) -> np.ndarray:
         """Network outputs on ``x_val`` (N_val, H) in the data's units: the one decoder."""
@@ -479,6 +408,7 @@ def prepare(
         season=season,
         pad=pad,
         series_index=series_index,
+        static=None if data.static is None else fit_static(data.static, sids),
     )
     lead = input_size - 1 if pad else 0  # padded rows before each series' first point
 
@@ -517,7 +447,7 @@ def prepare(
             )
             va_phase.append((starts - lead)[:, None] + np.arange(horizon)[None, :])
 
-    f = spec.n_features
+    f = spec.n_features - spec.n_static  # the encoded features; model_inputs adds the static
 
     def cat(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         if not parts:

@@ -10,9 +10,10 @@ Prefect), which the training flow logs under ``explain/`` on the parent run:
 
 - **Permutation importance** on held-out windows (:func:`permutation_importance`): a group of
   inputs (a block of the target's lags, one covariate with all its lags, the calendar
-  features) is shuffled across windows, and the model's validation MASE (decoded, data units)
-  is compared with the score on the intact windows. The windows are those of the backtest part
-  (:func:`held_out_windows`), which the backtested model never trained on.
+  features, the static covariates) is shuffled across windows, and the model's validation
+  MASE (decoded, data units) is compared with the score on the intact windows. The windows are
+  those of the backtest part (:func:`held_out_windows`), which the backtested model never
+  trained on.
 - **Integrated gradients** for single forecasts (:func:`integrated_gradients`,
   :func:`attribute_latest`): how much each input (time step x feature) moved the sum of the
   horizon's point forecasts away from their value at a zero input, by hand in torch.

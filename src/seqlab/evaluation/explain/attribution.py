@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from seqlab.evaluation.explain.cpu import cpu_copy, point_output
-from seqlab.evaluation.explain.groups import feature_names
+from seqlab.evaluation.explain.groups import feature_names, static_names
 from seqlab.features.windows import PreparedData
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def attribute_latest(
     values, out, base = integrated_gradients(model, x, baseline, steps=steps)
     values = values[..., :f]
     n_calendar = getattr(prepared, "n_calendar", 0)
-    names = feature_names(f, covariates, target, n_calendar, prepared.freq)
+    names = feature_names(f, covariates, target, n_calendar, prepared.freq, static_names(prepared))
     return [
         Attribution(
             sid,

@@ -1,4 +1,5 @@
-"""Groups of inputs: blocks of the target's lags, one covariate with its lags, the calendar."""
+"""Groups of inputs: blocks of the target's lags, one covariate with its lags, the calendar, the
+static covariates."""
 
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ def feature_names(
     target: str = "y",
     n_calendar: int = 0,
     freq: str | None = None,
+    static: Sequence[str] = (),
 ) -> list[str]:
     """Names of the model's input features: the target, the covariates (past-only, then known
-    in advance, as ``SeriesData.covariates`` lists them), the calendar features."""
+    in advance, as ``SeriesData.covariates`` lists them), the calendar features, the encoded
+    static covariates (``static``: their names, ``FeatureSpec.static.names``)."""
     calendar = [f"calendar{i + 1}" for i in range(n_calendar)]
     if n_calendar and freq:
         try:
@@ -68,8 +71,10 @@ def feature_names(
             calendar = named if len(named) == n_calendar else calendar
         except ImportError:
             pass
-    names = [target, *covariates, *calendar][:n_features]
-    return names + [f"feature{i}" for i in range(len(names), n_features)]
+    n_dynamic = n_features - len(static)
+    names = [target, *covariates, *calendar][:n_dynamic]
+    names += [f"feature{i}" for i in range(len(names), n_dynamic)]
+    return names + list(static)
 
 
 def feature_groups(
@@ -82,9 +87,11 @@ def feature_groups(
     future_features: Sequence[int] = (),
     horizon: int = 0,
     n_calendar: int = 0,
+    static: Sequence[str] = (),
 ) -> list[FeatureGroup]:
     """The target's lags in blocks (:func:`lag_blocks`), then each covariate with all its lags,
-    then the calendar features together (one group).
+    then the calendar features together (one group), then the static covariates together
+    (``static``: the names of their encoded inputs, the last features; one group).
 
     Feature 0 is the target, features ``1..`` the covariates in ``covariates`` order, then
     ``n_calendar`` calendar features (extra unnamed features are ``feature<i>``). Features in
@@ -95,19 +102,23 @@ def feature_groups(
         name = f"{target} lag {first}" if first == last else f"{target} lags {first}-{last}"
         positions = tuple(range(input_size - last, input_size - first + 1))
         groups.append(FeatureGroup(name, TARGET_LAGS, (0,), positions))
-    names = feature_names(n_features, covariates, target, n_calendar)
+    names = feature_names(n_features, covariates, target, n_calendar, static=static)
     rows = input_size + (horizon if future_features else 0)
 
     def span(features: Sequence[int]) -> tuple[int, ...]:
         known = any(f in future_features for f in features)
         return tuple(range(rows if known else input_size))
 
-    first_calendar = n_features - n_calendar
+    first_static = n_features - len(static)
+    first_calendar = first_static - n_calendar
     for i in range(1, first_calendar):
         groups.append(FeatureGroup(names[i], COVARIATE, (i,), span([i])))
     if n_calendar:
-        features = tuple(range(first_calendar, n_features))
+        features = tuple(range(first_calendar, first_static))
         groups.append(FeatureGroup("calendar", COVARIATE, features, span(features)))
+    if static:
+        features = tuple(range(first_static, n_features))
+        groups.append(FeatureGroup("static", COVARIATE, features, span(features)))
     return groups
 
 
@@ -129,4 +140,11 @@ def groups_for(
         getattr(prepared, "future_features", None) or (),
         prepared.horizon,
         getattr(prepared, "n_calendar", 0),
+        static_names(prepared),
     )
+
+
+def static_names(prepared: PreparedData) -> list[str]:
+    """The names of a fit's encoded static inputs (none: [])."""
+    static = getattr(getattr(prepared, "spec", None), "static", None)
+    return static.names if static is not None else []
