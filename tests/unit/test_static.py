@@ -36,7 +36,13 @@ def store_config(**window: object):
     return build_config(
         {
             "data": {**DATA, "static_covariates": ["size"]},
-            "window": {"input_size": 7, "horizon": 3, "scaler": "none", "local_norm": "none"}
+            "window": {
+                "input_size": 7,
+                "horizon": 3,
+                "scaler": "none",
+                "local_norm": "none",
+                "residual": "none",
+            }
             | window,
             "model": {"cell": "gru", "hidden_size": 8, "ensemble_size": 1},
             "train": {
