@@ -39,6 +39,9 @@ class RunSummary:
     promoted: bool = False
     served: str = "refit"
     budget: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    """What killed runs had left (a RUNNING run, a half-registered version, an alias move without
+    its alias), found and repaired by this run, one line each."""
     """What the run's time budget cut (trials, ensemble members, explanations), one line each."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ def _notes(s: RunSummary) -> list[str]:
             f"{s.metrics.get('test/spl', float('nan')):.4f}"
         )
     notes += [f"time budget: {line}" for line in s.budget]
+    notes += [f"repaired: {line}" for line in s.repaired]
     if s.series > 1 and s.worst_series is not None:
         notes.append(
             f"{s.series} series; worst by backtest MASE: {s.worst_series} "

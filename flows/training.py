@@ -14,7 +14,6 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqlab")  # trial progre
 # seqlab logs outside a flow run (a worker, a test) are fine: no warning about the missing run.
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
-import logging  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -22,9 +21,16 @@ from pathlib import Path  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NONE as NO_CACHE  # noqa: E402
-from prefect.context import get_run_context  # noqa: E402
 
 from flows.report import RunSummary, render_markdown  # noqa: E402
+from flows.training_support import (  # noqa: E402
+    _prefect_tags,
+    _scheduled_trigger,
+    _show_seqlab_logs,
+    budget_cuts,
+    key_params,
+    worst_series,
+)
 from seqlab import registry  # noqa: E402
 from seqlab.budget import Budget  # noqa: E402
 from seqlab.config import (  # noqa: E402
@@ -37,6 +43,7 @@ from seqlab.config import (  # noqa: E402
 from seqlab.data import DataError, SeriesData  # noqa: E402
 from seqlab.data.checks import validation_windows  # noqa: E402
 from seqlab.evaluation import Backtest, plot_backtest  # noqa: E402
+from seqlab.killpoints import kill_point  # noqa: E402
 from seqlab.pipeline import (  # noqa: E402
     FittedForecaster,
     backtest_model,
@@ -51,45 +58,6 @@ from seqlab.registry import promotion, serving, tracking  # noqa: E402
 from seqlab.tuning import TuningResult  # noqa: E402
 from seqlab.tuning.space import replaced_by_tuning  # noqa: E402
 from seqlab.tuning.tracked import tune_under_run  # noqa: E402
-
-
-def worst_series(bt: Backtest, series: SeriesData) -> dict:
-    """How many series, the worst one by backtest MASE, and those no window could reach."""
-    scores = bt.per_series[bt.per_series["method"] == "model"].dropna(subset=["mase"])
-    worst = scores.loc[scores["mase"].idxmax()] if len(scores) else None
-    evaluated = set(bt.frame["unique_id"])
-    return {
-        "series": len(series.series_ids),
-        "worst_series": None if worst is None else str(worst["unique_id"]),
-        "worst_mase": None if worst is None else float(worst["mase"]),
-        "not_evaluated": [s for s in series.series_ids if s not in evaluated],
-    }
-
-
-def budget_cuts(evaluated: FittedForecaster, trained: PipelineConfig, length: dict) -> list[str]:
-    """What the time budget cut in the evaluated fit, one line each."""
-    out = []
-    wanted = trained.model.ensemble_size
-    if evaluated.ensemble_size < wanted:
-        out.append(
-            f"the ensemble keeps {evaluated.ensemble_size} of model.ensemble_size={wanted} "
-            "members (the served refit repeats them)"
-        )
-    if evaluated.history is not None and evaluated.history.cut:
-        planned = f"{length['steps']} steps" if "steps" in length else f"{length['epochs']} epochs"
-        out.append(f"the evaluated fit stopped after {evaluated.steps} steps of {planned}")
-    return out
-
-
-def key_params(cfg: PipelineConfig) -> dict:
-    """The parameters a run without tuning trained with, as the summary shows tuned ones."""
-    return {
-        "model.cell": cfg.model.cell,
-        "model.hidden_size": cfg.model.hidden_size,
-        "model.num_layers": cfg.model.num_layers,
-        "train.lr": cfg.train.lr,
-        "window.input_size": cfg.window.input_size,
-    }
 
 
 def _transient(task, task_run, state) -> bool:
@@ -169,13 +137,37 @@ def refit_task(
     steps: int | None = None,
     deadline: float | None = None,
 ) -> FittedForecaster:
+    kill_point("evaluated-refit" if holdout else "serving-refit")
     return refit(series, cfg, epochs, holdout, steps, deadline)
+
+
+@task(name="repair", cache_policy=NO_CACHE)
+def repair_task(cfg: PipelineConfig, run: tracking.RunRef) -> list[str]:
+    """What killed runs left, found and repaired, one line each (logged and in the summary)."""
+    from seqlab.registry.repair import repair_registry
+
+    lines = [
+        f"run {r} marked KILLED: its process died before the run finished" for r in run.killed_runs
+    ]
+    if cfg.registry.register_model:
+        lines += repair_registry(run.client(), cfg.model_name)
+    record_repairs(run, lines)
+    return lines
+
+
+def record_repairs(run: tracking.RunRef, lines: list[str]) -> None:
+    """Each line as a warning, and all of them as the run's ``seqlab.repaired`` tag."""
+    for line in lines:
+        get_run_logger().warning("repaired: %s", line)
+    if lines:
+        tracking.set_tags(run, {"seqlab.repaired": "\n".join(lines)[:5000]})
 
 
 @task(name="backtest", cache_policy=NO_CACHE)
 def backtest_task(
     fitted: FittedForecaster, series: SeriesData, cfg: PipelineConfig, run: tracking.RunRef
 ) -> Backtest:
+    kill_point("backtest")
     bt = backtest_model(fitted, series, cfg)
     tracking.log_backtest(run, bt)
     # What the evaluated fit trained, as params too: compared and filtered in the runs table.
@@ -248,7 +240,9 @@ def log_model_task(
         example = example.reset_index(drop=True)
         example.loc[cfg.window.input_size :, cfg.data.target] = float("nan")
     prediction = fitted.predict_frame(example)
-    return serving.log_pyfunc(run.client(), run.run_id, fitted, example, prediction)
+    logged = serving.log_pyfunc(run.client(), run.run_id, fitted, example, prediction)
+    kill_point("log-model")  # logged, not registered
+    return logged
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -314,10 +308,7 @@ def promote_task(
     decision = promotion.decide(
         bt, r.metric, r.margin, r.require_beat_baseline, champion, baseline=r.baseline
     )
-    registry.record_decision(client, name, version, decision.tags(), run.run_id)
-    client.update_model_version(name, version, description=promotion.decision_markdown(decision))
-    tracking.log_dict(run, decision.figures(), "promotion/decision.json")
-    if decision.promote:
+    if decision.promote:  # the move (audit line, then alias) first: a kill after it is repaired
         registry.move_alias(
             client,
             name,
@@ -327,6 +318,10 @@ def promote_task(
             "automatic",
             decision.figures(),
         )
+        kill_point("promote")
+    registry.record_decision(client, name, version, decision.tags(), run.run_id)
+    client.update_model_version(name, version, description=promotion.decision_markdown(decision))
+    tracking.log_dict(run, decision.figures(), "promotion/decision.json")
     return decision
 
 
@@ -342,51 +337,6 @@ def finish_run_task(
             )
         tracking.set_tags(run, {"mlflow.note.content": render_markdown(summary)})
     tracking.end_run(run, status)
-
-
-def _prefect_tags() -> dict[str, str]:
-    """Link the MLflow run back to this Prefect flow run."""
-    ctx = get_run_context()
-    fr = getattr(ctx, "flow_run", None)
-    if fr is None:
-        return {}
-    tags = {"prefect.flow_run_id": str(fr.id), "prefect.flow_run_name": fr.name}
-    try:
-        from prefect.settings import PREFECT_UI_URL
-
-        from flows.prefect_server import TEMPORARY_ENV
-
-        ui = PREFECT_UI_URL.value()
-        if ui and not os.environ.get(TEMPORARY_ENV):  # a link only to a server that stays
-            tags["prefect.flow_run_url"] = f"{ui}/runs/flow-run/{fr.id}"
-    except Exception:
-        pass
-    if fr.deployment_id:
-        tags["prefect.deployment_id"] = str(fr.deployment_id)
-    return tags
-
-
-def _show_seqlab_logs() -> None:
-    """Trial progress from seqlab's own loggers on the console (and in Prefect's run logs)."""
-    logger = logging.getLogger("seqlab")
-    # `seqlab run` shows trials as a progress bar and sets WARNING; plain flow runs log them.
-    logger.setLevel(os.environ.get("SEQLAB_LOG_LEVEL", "INFO").upper())
-    if not any(getattr(h, "_seqlab", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"
-            )
-        )
-        handler._seqlab = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
-
-
-def _scheduled_trigger() -> str | None:
-    """``schedule`` when Prefect's scheduler created this flow run."""
-    fr = getattr(get_run_context(), "flow_run", None)
-    return "schedule" if fr is not None and getattr(fr, "auto_scheduled", False) else None
 
 
 @flow(name="seqlab-training", log_prints=True)
@@ -416,7 +366,11 @@ def training_pipeline(
     run = start_run_task(cfg, series, _prefect_tags())
     summary: RunSummary | None = None
     try:
+        repaired = repair_task(cfg, run)
         tuning = tune_task(cfg, series, run, budget.tuning_deadline(cfg.tune.timeout))
+        if tuning.orphaned_failed:
+            repaired += [f"trial {n} of a dead process failed" for n in tuning.orphaned_failed]
+            record_repairs(run, repaired)
         trained = with_overrides(cfg, tuning.best_params)
         cuts = [
             f"trial {n} stopped at the deadline, with its best so far" for n in tuning.cut_trials
@@ -465,6 +419,8 @@ def training_pipeline(
                 map(str, bt.frame.loc[bt.frame["mase_scale"].isna(), "unique_id"].unique())
             ),
             budget=cuts,
+            repaired=repaired
+            + [f"trial {n} of a dead worker failed" for n in tuning.orphaned_failed],
             **worst_series(bt, series),
         )
         if cfg.registry.register_model:

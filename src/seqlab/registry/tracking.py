@@ -97,6 +97,8 @@ class RunRef:
     tracking_uri: str
     experiment_id: str
     run_id: str
+    killed_runs: tuple[str, ...] = ()
+    """Runs of dead processes this run found RUNNING and marked KILLED when it started."""
 
     def client(self) -> MlflowClient:
         return client_for(self.tracking_uri)
@@ -161,7 +163,7 @@ def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     exp_id = ensure_experiment(
         client, cfg.experiment_name, default_artifact_root(uri, cfg.tracking.artifact_location)
     )
-    kill_dead_parent_runs(client, exp_id)
+    killed = kill_dead_parent_runs(client, exp_id)
     all_tags = {
         "seqlab.trigger": cfg.tracking.trigger,
         "seqlab.dataset": cfg.dataset_name,
@@ -174,7 +176,7 @@ def start_parent_run(cfg: PipelineConfig, tags: dict[str, str]) -> RunRef:
     all_tags[OWNER_TAG] = json.dumps(owner_record())
     all_tags.update(tags)
     run = client.create_run(exp_id, run_name=run_name_for(cfg), tags=all_tags)
-    return RunRef(uri, exp_id, run.info.run_id)
+    return RunRef(uri, exp_id, run.info.run_id, tuple(killed))
 
 
 def rename_run(ref: RunRef, name: str) -> None:

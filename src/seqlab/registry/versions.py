@@ -18,10 +18,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqlab.errors import RegistryError  # noqa: F401 (raised here, re-exported)
+from seqlab.killpoints import kill_point
 from seqlab.registry.text_table import text_table
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 AUDIT_PREFIX = "seqlab.audit."
+REGISTERED_TAG = "seqlab.registered"
+"""Set last by :func:`register`: a version without it was cut short (``registry.repair``)."""
 
 
 def register(
@@ -51,6 +54,7 @@ def register(
     )
     try:
         _wait_ready(client, name, mv.version)
+        kill_point("register-tags")
         for k, v in tags.items():
             client.set_model_version_tag(name, mv.version, k, str(v))
         move_alias(
@@ -62,6 +66,7 @@ def register(
             mode="automatic",
             figures={},
         )
+        client.set_model_version_tag(name, mv.version, REGISTERED_TAG, "true")
     except BaseException:
         client.delete_model_version(name, mv.version)
         raise
@@ -143,6 +148,7 @@ def move_alias(
     )
     # Audit first: a failure after it leaves a record of an attempted move, never a silent one.
     client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{seq:06d}", move.to_json())
+    kill_point(f"alias-move-{alias}")
     client.set_registered_model_alias(name, alias, str(version))
     # The same trail, readable on the model's page in the MLflow UI.
     client.update_registered_model(name, description=audit_markdown([*history, move]))

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from seqlab import progress
 from seqlab.config import PipelineConfig, with_overrides
 from seqlab.data.series import SeriesData
+from seqlab.killpoints import kill_point
 from seqlab.pipeline import prepare_data, train_model
 from seqlab.training.trainer import Callback, History, NonFiniteLossError
 from seqlab.tuning.liveness import OWNER_ATTR, journal_heartbeat, owner_record
@@ -99,6 +100,7 @@ class _Progress(Callback):
         self.trial_number, self.max_epochs = trial_number, max_epochs
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        kill_point("tuning")
         self.epoch = epoch
         self.best = min(self.best, metrics.get("val/mase", metrics.get("val/loss", self.best)))
         progress.report(
