@@ -30,8 +30,7 @@ import pandas as pd
 from seqlab import __version__
 from seqlab.budget import members_that_fit
 from seqlab.config import DataConfig, PipelineConfig, with_overrides
-from seqlab.data.series import DataError, SeriesData, validate
-from seqlab.data.series import _parse_times as parse_times
+from seqlab.data.series import DataError, SeriesData, parse_times, validate
 from seqlab.errors import ModelFormatError  # noqa: F401 (raised here, re-exported)
 from seqlab.evaluation import conformal
 from seqlab.evaluation.conformal import central_levels, with_point_bands  # noqa: F401

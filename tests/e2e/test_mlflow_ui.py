@@ -71,8 +71,10 @@ def test_experiment_page_lists_parent_run_and_nested_trials(
         expand = "button[data-component-id*='runnamecellrenderer']"
         row.find_element(By.CSS_SELECTOR, expand).click()
     _wait(browser, trials_visible, "the nested trial runs after expanding the parent")
-    names = {browser.find_element(*_run_link(c.info.run_id)).text for c in children}
-    assert names == {"trial-000", "trial-001"}
+    names = sorted(browser.find_element(*_run_link(c.info.run_id)).text for c in children)
+    # each trial's outcome in its name: the status column says FINISHED for a pruned one too
+    assert [n[:9] for n in names] == ["trial-000", "trial-001"], names
+    assert all(re.fullmatch(r"trial-00\d-(pruned-|cut-)?val\d+\.\d{3}", n) for n in names), names
     shot = screenshot("experiment-runs")
     assert shot.stat().st_size > 10_000
 
@@ -226,5 +228,47 @@ def test_model_page_shows_the_audit_trail(
     )
     text = browser.find_element("tag name", "body").text
     assert "champion" in text and "automatic" in text
+    # an aligned table: columns apart, not run together as the UI's Markdown tables render them
+    assert re.search(r"^\s*\d+\s+\d{4}-\d\d-\d\dT\S+\s+champion\s", text, re.M), text
     shot = screenshot("registered-model-audit")
+    assert shot.stat().st_size > 10_000
+
+
+def test_version_page_shows_the_gates_decision_per_window(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
+    browser.get(f"{mlflow_ui.url}/#/models/{MODEL}/versions/1")
+    _wait(
+        browser,
+        lambda d: "Promoted to champion" in d.find_element("tag name", "body").text,
+        "the gate's decision in the version's description",
+    )
+    text = browser.find_element("tag name", "body").text
+    # window, cutoff and score apart ("1958-01-01  0.7644", never "1958-01-010.7644")
+    assert re.search(r"^\s*0\s+\d{4}-\d\d-\d\d\s+\d+\.\d{4}\s", text, re.M), text
+    shot = screenshot("model-version-decision")
+    assert shot.stat().st_size > 10_000
+
+
+def test_run_params_hold_the_values_the_run_used(
+    browser, mlflow_ui, finished_pipeline, screenshot
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    parent, _ = _runs(finished_pipeline)
+    params = parent.data.params
+    assert params["registry.model_name"] == MODEL and params["window.val_size"] != "None"
+    assert int(params["final.steps"]) > 0 and params["window.residual_effective"]
+    browser.get(
+        f"{mlflow_ui.url}/#/experiments/{parent.info.experiment_id}/runs/"
+        f"{parent.info.run_id}?workflowType=machine_learning"
+    )
+    _wait(
+        browser,
+        lambda d: "final.steps" in d.find_element(By.TAG_NAME, "body").text,
+        "the parameters table with final.steps",
+    )
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "window.residual_effective" in text
+    shot = screenshot("run-parameters")
     assert shot.stat().st_size > 10_000

@@ -189,7 +189,7 @@ def _local_and_utc(raw: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     return parsed.dt.tz_localize(None), parsed.dt.tz_convert("UTC").dt.tz_localize(None)
 
 
-def _parse_times(df: pd.DataFrame, col: str) -> pd.Series:
+def parse_times(df: pd.DataFrame, col: str) -> pd.Series:
     """The time column as naive timestamps.
 
     Timestamps with UTC offsets (``2024-03-01T00:00:00+01:00``) keep their local wall-clock time
@@ -363,7 +363,7 @@ def validate(
     frame = pd.DataFrame(
         {
             "unique_id": df[cfg.series_id].astype(str) if cfg.series_id else DEFAULT_SERIES_ID,
-            "ds": _parse_times(df, cfg.time_column),
+            "ds": parse_times(df, cfg.time_column),
             "y": _to_numeric(df, cfg.target, "target"),
         }
     )

@@ -11,7 +11,7 @@ from seqlab.evaluation import conformal, explain
 from seqlab.evaluation.backtest import (
     BASELINES,
     Backtest,
-    Forecaster,
+    ForecastFn,
     backtest,
     cross_validation,
     keep_series,
@@ -35,7 +35,7 @@ from seqlab.evaluation.plot import plot_backtest
 __all__ = [
     "BASELINES",
     "Backtest",
-    "Forecaster",
+    "ForecastFn",
     "METRICS",
     "backtest",
     "conformal",

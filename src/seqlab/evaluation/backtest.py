@@ -35,8 +35,9 @@ from seqlab.evaluation.references import COLUMNS as REFERENCES
 
 # ---------------------------------------------------------------- rolling-origin backtests
 
-Forecaster = Callable[[SeriesData], pd.DataFrame]
-"""History (validated, canonical) -> ``unique_id, ds, forecast`` for the next horizon."""
+ForecastFn = Callable[[SeriesData], pd.DataFrame]
+"""History (validated, canonical) -> ``unique_id, ds, forecast`` for the next horizon: a fitted
+model's or a baseline's predict (not a network: those are ``seqlab.models.Forecaster``)."""
 
 BASELINES = ("naive", "seasonal_naive")
 COMPARED = (*BASELINES, *REFERENCES)
@@ -56,7 +57,7 @@ def cross_validation(
     offsets: list[int],
     horizon: int,
     season: int,
-    forecaster: Forecaster,
+    forecaster: ForecastFn,
     labels: list[int] | None = None,
     min_history: int = 1,
 ) -> pd.DataFrame:
@@ -217,7 +218,7 @@ def backtest(
     offsets: list[int],
     horizon: int,
     season: int,
-    forecaster: Forecaster,
+    forecaster: ForecastFn,
     labels: list[int] | None = None,
     min_history: int = 1,
 ) -> Backtest:
