@@ -242,7 +242,15 @@ def _check_dates(side: str, ds: list[list[str]], expected: list[list[str]]) -> N
 
 
 def run_seqlab(
-    seqlab: str, trials: int, seed: int, windows: int, tmp: Path, env: dict, expected, smoke=False
+    seqlab: str,
+    trials: int,
+    seed: int,
+    windows: int,
+    tmp: Path,
+    env: dict,
+    expected,
+    smoke=False,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     summary = tmp / "seqlab-summary.json"
     cmd = [
@@ -258,6 +266,7 @@ def run_seqlab(
         f"tune.study_name=vs-nf-{seed}",
         f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
         f"tracking.artifact_location={tmp}/artifacts",
+        *extra,
         "--summary-json",
         str(summary),
     ]
@@ -417,6 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nf-python", default=str(ROOT / "benchmarks" / ".venv-nf" / "bin" / "python"))
     p.add_argument("--only", choices=SIDES, default=None)
     p.add_argument(
+        "--seqlab-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for seqlab's side, e.g. window.transform=none (neuralforecast's "
+        "AutoLSTM models the raw series, seqlab's AirPassengers config the log)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -476,7 +493,17 @@ def main(argv: list[str] | None = None) -> int:
             tmp.mkdir()
             for side in runs:
                 if side == "seqlab":
-                    r = run_seqlab(a.seqlab, trials, seed, a.windows, tmp, env, expected, a.smoke)
+                    r = run_seqlab(
+                        a.seqlab,
+                        trials,
+                        seed,
+                        a.windows,
+                        tmp,
+                        env,
+                        expected,
+                        a.smoke,
+                        tuple(a.seqlab_set),
+                    )
                     checks += _seqlab_checks(r, y, snaive, sn_mase, a.windows, seed)
                 else:
                     r = run_nf(a.nf_python, trials, seed, a.windows, tmp, env, expected, a.smoke)

@@ -550,6 +550,11 @@ def cmd_report(args) -> None:
 
 def write_docs(intro: str, table: str, args) -> None:
     labels = " ".join(f"--label {lab}" for lab in args.label)
+    run = f"benchmarks/.venv-wide/bin/python benchmarks/wide.py run --half {args.half}"
+    run_lines = "\n".join(
+        [f"{run} --budget 90 --label {lab}  # add --seed S for another seed" for lab in args.label]
+        + [f"{run} --budget 90 --label {args.label[0]} --global"]
+    )
     body = f"""<!-- wide:begin -->
 ## Wide benchmark (confirmation half)
 
@@ -566,7 +571,7 @@ sandbox.
 ```
 bash benchmarks/setup_wide.sh
 benchmarks/.venv-wide/bin/python benchmarks/wide.py pool
-benchmarks/.venv-wide/bin/python benchmarks/wide.py run --half {args.half} {labels}
+{run_lines}
 benchmarks/.venv-wide/bin/python benchmarks/wide.py report --half {args.half} {labels}
 ```
 
