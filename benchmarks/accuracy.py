@@ -113,8 +113,11 @@ def run_seqlab(
         series = validate_data(raw, cfg)
         tuning = tune_study(cfg, series)
         trained = with_overrides(cfg, tuning.best_params)
-        epochs = (tuning.best_epoch or trained.train.max_epochs - 1) + 1
-        fitted = refit(series, trained, epochs, holdout=0)
+        if tuning.best_steps is not None:  # as the flow does: the chosen trial's steps
+            fitted = refit(series, trained, holdout=0, steps=tuning.best_steps)
+        else:
+            epochs = (tuning.best_epoch or trained.train.max_epochs - 1) + 1
+            fitted = refit(series, trained, epochs, holdout=0)
         fc = fitted.predict(series).rename(columns={"forecast": "seqlab"})
         seconds = time.perf_counter() - t0
     return fc, seconds

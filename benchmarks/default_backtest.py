@@ -43,7 +43,11 @@ def run_seed(seed: int, overrides: list[str]) -> dict:
         t0 = time.perf_counter()
         tuning = tune_study(cfg, series)
         trained = with_overrides(cfg, tuning.best_params)
-        fitted = refit(series, trained, (tuning.best_epoch or 0) + 1, cfg.test_size)
+        # as the flow does: the chosen trial's optimizer steps (its epochs in older studies)
+        if tuning.best_steps is not None:
+            fitted = refit(series, trained, holdout=cfg.test_size, steps=tuning.best_steps)
+        else:
+            fitted = refit(series, trained, (tuning.best_epoch or 0) + 1, cfg.test_size)
         bt = backtest_model(fitted, series, trained)
         seconds = time.perf_counter() - t0
     return {
