@@ -94,6 +94,7 @@ def promo_config(**extra: object):
         "window.input_size": 14,
         "window.horizon": 7,
         "window.transform": "none",
+        "window.residual": "none",  # what the covariates add, not seasonal naive's correction
         "model.hidden_size": 16,
         "train.device": "cpu",
         "eval.season_length": 7,

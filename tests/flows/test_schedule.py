@@ -208,9 +208,11 @@ def test_seqlab_serve_without_its_server_says_so_in_one_line(tmp_path: Path) -> 
         serve.stop()
 
 
-def test_seqlab_serve_stops_in_one_line_when_its_server_goes(tmp_path: Path) -> None:
+def test_seqlab_serve_stops_in_one_line_when_its_server_goes(tmp_path: Path, monkeypatch) -> None:
     from flows.prefect_server import start_temporary_prefect_server
 
+    # a database of its own: a deployment of another test must not pass for this one's
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-server"))
     server = start_temporary_prefect_server()
     api = server.extra["api_url"]
     serve = _seqlab_serve(tmp_path, api, "--interval", "3600")

@@ -138,10 +138,28 @@ def test_sigkill_of_the_run_alone_leaves_no_server(tmp_path, home, entry) -> Non
     output(proc)
 
 
+def waiting_for_workers(tmp: Path) -> bool:
+    """The run has published its study (it waits for external workers from then on)."""
+    import sqlite3
+
+    db = tmp / "optuna.db"
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return bool(con.execute("SELECT count(*) FROM studies").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def test_ctrl_c_stops_the_server_with_the_run(tmp_path, home) -> None:
     proc = seqlab(tmp_path, "run", *tiny_overrides(tmp_path, **WAITING))
     servers = wait_for_server(proc, home)
-    time.sleep(1.0)  # the flow is running now, waiting for tuning workers
+    deadline = time.monotonic() + 240
+    while not waiting_for_workers(tmp_path) and time.monotonic() < deadline:
+        assert proc.poll() is None, output(proc)
+        time.sleep(0.2)
+    time.sleep(1.0)  # the flow is waiting for tuning workers now
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the foreground group
     assert proc.wait(120) == 130, output(proc)
     assert not {p for p in servers if _alive(p)}, "the server outlived the interrupted command"
