@@ -440,7 +440,7 @@ def serve(
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
     from flows.deployments import serve_flows
-    from flows.prefect_server import api_healthy, configured_api_url, watch_api
+    from flows.prefect_server import api_healthy, configured_api_url, exit_when_gone
     from seqlab.config import load_config
 
     try:
@@ -479,17 +479,8 @@ def serve(
     # environment, which the served flow runs inherit.
     overrides = move_secrets_to_env(override or []) or None
     with prefect_server() as url:  # starts nothing when PREFECT_API_URL is set
-        if url is not None:
-
-            def gone() -> None:  # Prefect would retry against nothing, then end in a traceback
-                typer.echo(
-                    f"error: the Prefect server at {url} stopped answering; seqlab serve stops "
-                    "(start the server again, then seqlab serve)",
-                    err=True,
-                )
-                os._exit(EXIT_SERVER_ERROR)
-
-            watch_api(url, gone, interval=float(os.environ.get("SEQLAB_API_WATCH_S", "5")))
+        if url is not None:  # Prefect would retry against nothing, then end in a traceback
+            exit_when_gone(url, "seqlab serve", EXIT_SERVER_ERROR)
         serve_flows(
             config,
             train_cron if interval is None else None,

@@ -60,17 +60,52 @@ def watch_api(
 ) -> threading.Thread:
     """A daemon thread that calls ``on_gone`` once the API has failed ``misses`` health checks
     in a row (``seqlab serve`` stops in one line instead of retrying against nothing)."""
+    import logging
+
+    prefect_log = logging.getLogger("prefect")
 
     def watch() -> None:
-        missed = 0
+        missed, level = 0, prefect_log.level
         while missed < misses:
             time.sleep(interval)
             missed = 0 if api_healthy(api_url) else missed + 1
+            # While it does not answer, Prefect's own clients log tracebacks of every failed
+            # call: muted, so that the one line below is what the user sees.
+            prefect_log.setLevel(logging.CRITICAL + 1 if missed else level)
         on_gone()
 
     thread = threading.Thread(target=watch, name="prefect-api-watch", daemon=True)
     thread.start()
     return thread
+
+
+def exit_when_gone(url: str, command: str, status: int) -> threading.Thread:
+    """End this process with one line and ``status`` once the API at ``url`` stops answering
+    (``$SEQLAB_API_WATCH_S`` seconds between checks, 5 by default; 3 misses in a row)."""
+
+    import logging
+
+    make_record = logging.getLogRecordFactory()
+
+    def one_line(*args, **kwargs) -> logging.LogRecord:
+        """Prefect's warnings keep their message, not the traceback of a closed connection."""
+        record = make_record(*args, **kwargs)
+        if record.name.startswith("prefect") and record.levelno < logging.ERROR:
+            record.exc_info, record.exc_text = None, None
+        return record
+
+    logging.setLogRecordFactory(one_line)
+
+    def gone() -> None:
+        print(
+            f"error: the Prefect server at {url} stopped answering; {command} stops (start the "
+            f"server again, then {command})",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(status)
+
+    return watch_api(url, gone, interval=float(os.environ.get("SEQLAB_API_WATCH_S", "5")))
 
 
 def configured_api_url() -> str | None:
