@@ -440,7 +440,7 @@ def serve(
 ) -> None:
     """Serve scheduled training (and forecasting) deployments against a Prefect server."""
     from flows.deployments import serve_flows
-    from flows.prefect_server import api_healthy, configured_api_url, exit_when_gone
+    from flows.prefect_server import exit_when_gone, serve_api_check
     from seqlab.config import load_config
 
     try:
@@ -462,19 +462,11 @@ def serve(
         fail(str(e))
     from seqlab.redact import move_secrets_to_env
 
-    api = configured_api_url()
-    if api and not api_healthy(api):
-        fail(
-            f"no Prefect server answers at {api} (PREFECT_API_URL): start one with `prefect "
-            "server start`, or unset PREFECT_API_URL to serve against a temporary one",
-            EXIT_SERVER_ERROR,
-        )
-    if not api:
-        typer.echo(
-            "note: PREFECT_API_URL is not set: serving against a temporary Prefect server whose "
-            "schedules and history end with this command (`prefect server start` keeps them)",
-            err=True,
-        )
+    error, note = serve_api_check()
+    if error:
+        fail(error, EXIT_SERVER_ERROR)
+    if note:
+        typer.echo(note, err=True)
     # Deployment parameters are stored by Prefect: passwords stay in this process's
     # environment, which the served flow runs inherit.
     overrides = move_secrets_to_env(override or []) or None

@@ -108,8 +108,21 @@ def exit_when_gone(url: str, command: str, status: int) -> threading.Thread:
     return watch_api(url, gone, interval=float(os.environ.get("SEQLAB_API_WATCH_S", "5")))
 
 
-def configured_api_url() -> str | None:
-    return _configured_api_url()
+def serve_api_check() -> tuple[str | None, str | None]:
+    """``seqlab serve``'s Prefect API before it starts: (one-line error, one-line note)."""
+    api = _configured_api_url()
+    if api and not api_healthy(api):
+        return (
+            f"no Prefect server answers at {api} (PREFECT_API_URL): start one with `prefect "
+            "server start`, or unset PREFECT_API_URL to serve against a temporary one",
+            None,
+        )
+    if not api:
+        return None, (
+            "note: PREFECT_API_URL is not set: serving against a temporary Prefect server whose "
+            "schedules and history end with this command (`prefect server start` keeps them)"
+        )
+    return None, None
 
 
 def _configured_api_url() -> str | None:
