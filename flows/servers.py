@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqlab.processes import proc_table
+
 QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -46,27 +48,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 # ---------------------------------------------------------------- process trees (Linux /proc)
 
 
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, pgid) for every live, non-zombie process; empty where /proc is missing."""
-    table: dict[int, tuple[int, int]] = {}
-    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces or parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] in ("Z", "X"):
-            continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
-    return table
-
-
 def process_tree(pid: int, pgid: int | None = None) -> set[int]:
     """Live descendants of ``pid`` plus every member of process group ``pgid`` (pid included)."""
-    table = _proc_table()
+    table = proc_table()
     found = {p for p, (_, g) in table.items() if pgid is not None and g == pgid}
     if pid in table:
         found.add(pid)

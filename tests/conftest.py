@@ -104,6 +104,28 @@ def promo_config(**extra: object):
     return load_config(None, {**base, **extra})
 
 
+def train_config(**over: object):
+    """A small daily-sine configuration for training tests (dotted overrides change any key):
+    input 14, horizon 7, a 16-unit LSTM, 30 epochs, no early stopping, residual none."""
+    from seqlab.config import PipelineConfig, with_overrides
+
+    base = {
+        "data.source": "x",
+        "data.time_column": "ds",
+        "data.target": "y",
+        "window.input_size": 14,
+        "window.horizon": 7,
+        "model.hidden_size": 16,
+        "train.max_epochs": 30,
+        "train.patience": None,
+        "train.lr": 0.01,
+        "train.device": "cpu",
+        "window.residual": "none",  # the network alone learns here (residual: its own tests)
+    }
+    base.update(over)
+    return with_overrides(PipelineConfig(), base)
+
+
 def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
     """Overrides that make the whole pipeline run in seconds on CPU, with stores under ``tmp``."""
     base = {

@@ -41,10 +41,6 @@ class Budget:
     start: float = field(default_factory=_now)
 
     @property
-    def bounded(self) -> bool:
-        return self.seconds is not None
-
-    @property
     def end(self) -> float | None:
         return None if self.seconds is None else self.start + self.seconds
 
@@ -52,9 +48,6 @@ class Budget:
         """Seconds left (0 when spent); ``None`` without a budget."""
         end = self.end
         return None if end is None else max(0.0, end - (_now() if now is None else now))
-
-    def elapsed(self, now: float | None = None) -> float:
-        return (_now() if now is None else now) - self.start
 
     def tuning_deadline(
         self, tune_timeout: float | None = None, now: float | None = None

@@ -99,9 +99,9 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def group_members(pgid: int) -> set[int]:
-    """Live processes of process group ``pgid`` (from /proc; empty where there is none)."""
-    found = set()
+def proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every live, non-zombie process; empty where /proc is missing."""
+    table: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
         if not entry.name.isdigit():
             continue
@@ -109,10 +109,16 @@ def group_members(pgid: int) -> set[int]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces or parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            found.add(int(entry.name))
-    return found
+        if fields[0] not in ("Z", "X"):
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def group_members(pgid: int) -> set[int]:
+    """Live processes of process group ``pgid``."""
+    return {pid for pid, (_, group) in proc_table().items() if group == pgid}
 
 
 def _end_group(grace: float) -> None:

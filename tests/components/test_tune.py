@@ -257,3 +257,20 @@ def test_past_its_timeout_an_empty_study_still_gets_one_trial_cut_at_the_deadlin
     assert trial.user_attrs["epochs"] == 1 and trial.user_attrs["best_steps"] >= 1
     assert run_trials(study, objective, timeout=0.0) == 0
     assert len(study.get_trials()) == 1
+
+
+def test_a_small_tune_timeout_stops_the_running_trial_cleanly(cfg_for, series):
+    # Each trial would train 100,000 epochs: a study that ends at all was cut by tune.timeout.
+    from seqlab.tuning import tune_study
+
+    cfg = cfg_for(**{"tune.n_trials": 4, "tune.timeout": 2, "train.max_epochs": 100_000})
+    result = tune_study(cfg, series)
+    study = optuna.load_study(
+        study_name=result.study, storage=storage.make_storage(cfg.tune.storage)
+    )
+    trials = study.get_trials()
+    assert trials and all(t.state == TrialState.COMPLETE for t in trials)  # nothing RUNNING
+    assert all(t.user_attrs["cut_at_deadline"] for t in trials)
+    assert all(t.user_attrs["epochs"] < 100_000 for t in trials)
+    assert result.cut_trials == [t.number for t in trials]
+    assert result.best_steps is not None and result.best_steps >= 1

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import sine_frame
+from conftest import sine_frame, train_config
 from seqlab.budget import EXPLAIN_SHARE, FIT_SHARE, TUNE_SHARE, Budget, members_that_fit
 from seqlab.config import ConfigError, PipelineConfig, load_config, with_overrides
 from seqlab.data import validate
@@ -19,18 +19,7 @@ PAST = 1.0  # a time.time() long gone: every deadline check fires after the firs
 
 
 def tiny_cfg(**over: object) -> PipelineConfig:
-    base = {
-        "data.source": "x",
-        "data.time_column": "ds",
-        "data.target": "y",
-        "window.input_size": 14,
-        "window.horizon": 7,
-        "model.hidden_size": 8,
-        "train.max_epochs": 50,
-        "train.patience": None,
-        "train.device": "cpu",
-    }
-    return with_overrides(PipelineConfig(), {**base, **over})
+    return train_config(**{"model.hidden_size": 8, "train.max_epochs": 50, **over})
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +40,7 @@ def test_shares_of_a_budget() -> None:
 
 def test_no_budget_no_deadlines() -> None:
     b = Budget(None)
-    assert not b.bounded and b.end is None and b.left() is None and b.fit_deadline() is None
+    assert b.end is None and b.left() is None and b.fit_deadline() is None
     assert b.tuning_deadline() is None and b.allows_explanations()
     assert b.tuning_deadline(tune_timeout=5.0, now=10.0) == 15.0
 

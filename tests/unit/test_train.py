@@ -8,7 +8,8 @@ import torch
 
 import seqlab.training.trainer as train_mod
 from conftest import sine_frame
-from seqlab.config import PipelineConfig, TrainConfig, with_overrides
+from conftest import train_config as tiny_cfg
+from seqlab.config import TrainConfig, with_overrides
 from seqlab.data import validate
 from seqlab.features.windows import seasonal_mae
 from seqlab.models import RecurrentForecaster
@@ -21,24 +22,6 @@ from seqlab.training.trainer import (
     fit,
     predict,
 )
-
-
-def tiny_cfg(**over: object) -> PipelineConfig:
-    base = {
-        "data.source": "x",
-        "data.time_column": "ds",
-        "data.target": "y",
-        "window.input_size": 14,
-        "window.horizon": 7,
-        "model.hidden_size": 16,
-        "train.max_epochs": 30,
-        "train.patience": None,
-        "train.lr": 0.01,
-        "train.device": "cpu",
-        "window.residual": "none",  # the network alone learns here (residual: its own tests)
-    }
-    base.update(over)
-    return with_overrides(PipelineConfig(), base)
 
 
 @pytest.fixture(scope="module")
