@@ -15,13 +15,34 @@ import typer
 EXIT_USER_ERROR, EXIT_TRAINING_ERROR, EXIT_SERVER_ERROR = 2, 3, 4
 
 
-def interrupt_on_sigterm() -> None:
+INTERRUPT_GRACE_S = 30.0
+
+
+def interrupt_on_sigterm(grace: float = INTERRUPT_GRACE_S) -> None:
+    """SIGTERM and Ctrl-C end the command like a KeyboardInterrupt (cleanly: runs closed, the
+    temporary server stopped), and within ``grace`` seconds in any case: an interrupt that lands
+    inside Prefect's own engine calls can be absorbed there while the flow goes on, so a timer
+    armed by the first signal exits (status 130) if the command is still running then. What it
+    leaves (a run RUNNING) the next run repairs; the server's guard ends it with this process."""
+    import os
     import signal
+    import threading
+
+    armed: list[threading.Timer] = []
+
+    def give_up() -> None:
+        typer.echo(f"error: interrupted; still running after {grace:g} s, stopping now", err=True)
+        os._exit(130)
 
     def handler(signum: int, frame: object) -> None:
+        if not armed:
+            armed.append(threading.Timer(grace, give_up))
+            armed[0].daemon = True
+            armed[0].start()
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:

@@ -162,7 +162,7 @@ def test_ctrl_c_stops_the_server_with_the_run(tmp_path, home) -> None:
     time.sleep(1.0)  # the flow is waiting for tuning workers now
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the foreground group
     assert proc.wait(120) == 130, output(proc)
-    assert not {p for p in servers if _alive(p)}, "the server outlived the interrupted command"
+    assert not wait_gone(servers, 30), "the server outlived the interrupted command"
     assert "Traceback" not in output(proc)
 
 
