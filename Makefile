@@ -38,9 +38,15 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/seqlab run conf/default.yaml $(ARGS)
 
+# Test files run in parallel, one file per worker (a file's module fixtures are built once):
+# most flow tests wait on servers and subprocesses, so two workers fill two cores. `auto` is
+# one per core, at most 4; `make test XDIST=0` runs everything in this process.
+XDIST  ?= auto
+PARALLEL := $(if $(filter 0,$(XDIST)),-p no:xdist,-n $(XDIST) --maxprocesses 4 --dist loadfile)
+
 ## Every lane but the browser: unit, components, flows (PostgreSQL tests skip when unreachable).
 test: install-dev
-	$(BIN)/python -m pytest -m "not e2e" $(ARGS)
+	$(BIN)/python -m pytest -m "not e2e" $(PARALLEL) $(ARGS)
 
 ## Unit tests only: pure functions, no stores, servers or subprocesses (well under a minute).
 test-fast: install-dev
@@ -48,11 +54,11 @@ test-fast: install-dev
 
 ## Components on real stores: MLflow SQLite, Optuna storages, PostgreSQL, worker processes.
 test-components: install-dev
-	$(BIN)/python -m pytest tests/components $(ARGS)
+	$(BIN)/python -m pytest tests/components $(PARALLEL) $(ARGS)
 
 ## Prefect flows and the `seqlab` command run for real.
 test-flows: install-dev
-	$(BIN)/python -m pytest tests/flows $(ARGS)
+	$(BIN)/python -m pytest tests/flows $(PARALLEL) $(ARGS)
 
 ## The statsforecast references' tests: statsforecast caps pandas below 3, so the `stats` extra
 ## gets its own environment rather than downgrading the one `make test` uses.

@@ -104,7 +104,8 @@ def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: floa
             os.killpg(proc.pid, signal.SIGSTOP)
             try:
                 frozen = trials(tmp, lock_timeout=5)
-            except sqlalchemy.exc.OperationalError as e:  # stopped while committing: resume
+            except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as e:
+                # Stopped while it held the write lock (mid-commit): resume it and read again.
                 assert "locked" in str(e), e
                 frozen = []
             if ready(frozen):
