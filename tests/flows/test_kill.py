@@ -97,23 +97,26 @@ def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: floa
     a loaded machine), leaving nothing RUNNING to reap.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline, f"never reached {what}"
-        if ready(trials(tmp)):
-            os.killpg(proc.pid, signal.SIGSTOP)
-            try:
-                frozen = trials(tmp, lock_timeout=5)
-            except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as e:
-                # Stopped while it held the write lock (mid-commit): resume it and read again.
-                assert "locked" in str(e), e
-                frozen = []
-            if ready(frozen):
-                break
-            os.killpg(proc.pid, signal.SIGCONT)
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    try:
+        while True:
+            assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, f"never reached {what}"
+            if ready(trials(tmp)):
+                os.killpg(proc.pid, signal.SIGSTOP)
+                try:
+                    frozen = trials(tmp, lock_timeout=5)
+                except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as e:
+                    # Stopped while it held the write lock (mid-commit): resume, read again.
+                    assert "locked" in str(e), e
+                    frozen = []
+                if ready(frozen):
+                    break
+                os.killpg(proc.pid, signal.SIGCONT)
+            time.sleep(0.05)
+    finally:  # also when the test fails here: never leave a stopped run behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
     proc.stderr.close()
 
 
