@@ -89,19 +89,27 @@ def published(tmp: Path) -> bool:
     )
 
 
-def kill_when(proc: subprocess.Popen, tmp: Path, ready, what: str, timeout: float = 400) -> None:
+def kill_when(
+    proc: subprocess.Popen, tmp: Path, ready, what: str, near=None, timeout: float = 400
+) -> None:
     """SIGKILL the run's process group at a moment where ``ready(trials)`` holds.
 
-    The run is stopped (SIGSTOP) before the decisive read, so what the test saw is what the kill
-    leaves: read while it ran, a trial could finish between the read and the kill (short trials,
-    a loaded machine), leaving nothing RUNNING to reap.
+    The run is stopped (SIGSTOP) before each decisive read, so what the test saw is what the
+    kill leaves. Read while it ran, a trial could finish between the read and the kill (short
+    trials, a loaded machine), leaving nothing RUNNING to reap. Until ``near(trials)`` holds
+    (default: ``ready``) the run is read while it runs; from then on it is stopped, read, and
+    let run 50 ms at a time, so a moment that lasts longer than that is never stepped over
+    however slow the reads are.
     """
+    near = near or ready
     deadline = time.monotonic() + timeout
+    close = False
     try:
         while True:
             assert proc.poll() is None, f"the run ended before {what}: {proc.stderr.read()[-2000:]}"
             assert time.monotonic() < deadline, f"never reached {what}"
-            if ready(trials(tmp)):
+            close = close or near(trials(tmp))
+            if close:
                 os.killpg(proc.pid, signal.SIGSTOP)
                 try:
                     frozen = trials(tmp, lock_timeout=5)
@@ -141,6 +149,7 @@ def test_killed_pipelines_leave_nothing_running_and_the_next_finishes_exactly(tm
             and any(t.state == TrialState.RUNNING and t.number > last for t in ts)
         ),
         "a finished trial and a new running one",
+        near=lambda ts: any(t.number > last for t in ts),  # this run's trials have begun
     )
     # The next run reaps both and tops the study up to exactly n_trials.
     final = start(tmp_path, ARGS)
